@@ -1,0 +1,231 @@
+"""Load conf/pipeline.toml, overlay PIPELINE_<SECTION>_<KEY> environment variables and explicit overrides."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+DEFAULT_PATH = Path(__file__).with_name("pipeline.toml")
+ENV_PREFIX = "PIPELINE_"
+
+
+class ConfigError(ValueError):
+    """A configuration value a user can fix; its message is one readable line."""
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str
+    topic: str
+    partitions: int
+    starting_offsets: str
+
+    def validate(self) -> None:
+        _require(self.partitions >= 1, "kafka.partitions must be >= 1")
+        _require(self.starting_offsets in ("earliest", "latest"), "kafka.starting_offsets must be earliest or latest")
+        _require(bool(self.topic.strip()), "kafka.topic must not be empty")
+
+
+@dataclass(frozen=True)
+class MongoConfig:
+    uri: str
+    database: str
+    write_batch_size: int
+
+    def validate(self) -> None:
+        _require(self.uri.startswith(("mongodb://", "mongodb+srv://")), "mongo.uri must start with mongodb://")
+        _require(self.write_batch_size >= 1, "mongo.write_batch_size must be >= 1")
+        _require(bool(self.database) and not set(self.database) & set('/\\. "$'),
+                 f"mongo.database {self.database!r} is not a valid MongoDB database name")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    checkpoint_dir: str
+    trigger_interval: str
+    max_offsets_per_trigger: int
+    watermark_delay: str
+    max_future_skew: str
+    shuffle_partitions: int
+    top_n_users: int
+    top_n_items: int
+    top_n_users_last_hour: int
+
+    def validate(self) -> None:
+        for name in ("trigger_interval", "watermark_delay", "max_future_skew"):
+            parse_duration_seconds(getattr(self, name), f"job.{name}")
+        _require(self.max_offsets_per_trigger >= 0, "job.max_offsets_per_trigger must be >= 0")
+        _require(self.shuffle_partitions >= 1, "job.shuffle_partitions must be >= 1")
+        for name in ("top_n_users", "top_n_items", "top_n_users_last_hour"):
+            _require(getattr(self, name) >= 1, f"job.{name} must be >= 1")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    rate: float
+    users: int
+    items: int
+    seed: int
+
+    def validate(self) -> None:
+        _require(self.rate > 0, "generator.rate must be > 0")
+        _require(self.users >= 1 and self.items >= 1, "generator.users and generator.items must be >= 1")
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    host: str
+    kafka_port: int
+    kafka_controller_port: int
+    mongo_port: int
+    data_dir: str
+
+    def validate(self) -> None:
+        for name in ("kafka_port", "kafka_controller_port", "mongo_port"):
+            _require(0 < getattr(self, name) < 65536, f"stack.{name} must be a TCP port (1-65535)")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    kafka: KafkaConfig
+    mongo: MongoConfig
+    job: JobConfig
+    generator: GeneratorConfig
+    stack: StackConfig
+    source: str = field(default=str(DEFAULT_PATH), compare=False)
+
+    def replace(self, section: str, **values: Any) -> "PipelineConfig":
+        """A copy with some keys of one section changed (validated like any other source)."""
+        return _apply(self, {section: values}, origin="override")
+
+
+SECTIONS: dict[str, type] = {f.name: f.type for f in fields(PipelineConfig) if f.name != "source"}
+_SECTION_TYPES = {"kafka": KafkaConfig, "mongo": MongoConfig, "job": JobConfig,
+                  "generator": GeneratorConfig, "stack": StackConfig}
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> PipelineConfig:
+    """Read the file, then environment variables, then overrides (e.g. parsed flags; None values are ignored)."""
+    file_path = Path(path) if path else DEFAULT_PATH
+    try:
+        raw = tomllib.loads(file_path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {file_path} not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {file_path} is not valid TOML: {exc}") from None
+
+    for section in raw:
+        if section not in _SECTION_TYPES:
+            raise ConfigError(f"{file_path}: unknown section [{section}] (known: {', '.join(_SECTION_TYPES)})")
+    built = {}
+    for section, cls in _SECTION_TYPES.items():
+        values = dict(raw.get(section, {}))
+        known = {f.name for f in fields(cls)}
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"{file_path}: unknown key {section}.{key}")
+        missing = known - values.keys()
+        if missing:
+            raise ConfigError(f"{file_path}: missing key {section}.{sorted(missing)[0]}")
+        built[section] = cls(**{f.name: _coerce(values[f.name], f.type, f"{section}.{f.name}") for f in fields(cls)})
+    config = PipelineConfig(**built, source=str(file_path))
+
+    env_values: dict[str, dict[str, Any]] = {}
+    for name, value in (os.environ if env is None else env).items():
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX):].lower()
+        section, _, key = rest.partition("_")
+        if section not in _SECTION_TYPES:
+            continue  # not ours (PIPELINE_ is a common prefix in CI systems)
+        if key not in {f.name for f in fields(_SECTION_TYPES[section])}:
+            raise ConfigError(f"environment variable {name} names no configuration key")
+        env_values.setdefault(section, {})[key] = value
+    config = _apply(config, env_values, origin="environment")
+    config = _apply(config, overrides or {}, origin="flag")
+    for section in _SECTION_TYPES:
+        getattr(config, section).validate()
+    return config
+
+
+def _apply(config: PipelineConfig, values: Mapping[str, Mapping[str, Any]], origin: str) -> PipelineConfig:
+    for section, items in values.items():
+        if section not in _SECTION_TYPES:
+            raise ConfigError(f"{origin}: unknown section {section}")
+        current = getattr(config, section)
+        types = {f.name: f.type for f in fields(current)}
+        changes = {}
+        for key, value in items.items():
+            if value is None:
+                continue
+            if key not in types:
+                raise ConfigError(f"{origin}: unknown key {section}.{key}")
+            changes[key] = _coerce(value, types[key], f"{section}.{key}")
+        if changes:
+            updated = dataclasses.replace(current, **changes)
+            updated.validate()
+            config = dataclasses.replace(config, **{section: updated})
+    return config
+
+
+def _coerce(value: Any, type_name: Any, where: str) -> Any:
+    kind = {"int": int, "float": float, "str": str, "bool": bool}.get(
+        type_name if isinstance(type_name, str) else type_name.__name__)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{where} must be {kind.__name__ if kind else type_name}, got {value!r}")
+
+
+_UNITS = {"ms": 0.001, "millisecond": 0.001, "s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60,
+          "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
+
+
+def parse_duration_seconds(text: str, where: str = "duration") -> float:
+    """'2 minutes', '500 ms', '1 hour' -> seconds. The same spelling Spark accepts for watermarks and triggers."""
+    parts = text.strip().split()
+    if len(parts) == 2:
+        number, unit = parts
+        unit = unit.lower()
+        unit = unit[:-1] if unit.endswith("s") and unit[:-1] in _UNITS else unit
+        if unit in _UNITS:
+            try:
+                value = float(number)
+            except ValueError:
+                value = -1
+            if value >= 0:
+                return value * _UNITS[unit]
+    raise ConfigError(f"{where} must look like '2 minutes' or '500 ms', got {text!r}")
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)

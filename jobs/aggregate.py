@@ -1,0 +1,107 @@
+"""spark-submit entry point of the streaming job: read flags and conf, check the services, start the queries.
+
+    spark-submit jobs/aggregate.py [--bootstrap-servers H:P] [--topic T] [--mongo-uri URI] [--database DB] ...
+
+Flags override environment variables (PIPELINE_<SECTION>_<KEY>), which override conf/pipeline.toml.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from conf import ConfigError, PipelineConfig, load_config
+
+log = logging.getLogger("aggregate")
+
+FLAG_KEYS = {  # flag -> (section, key)
+    "bootstrap_servers": ("kafka", "bootstrap_servers"),
+    "topic": ("kafka", "topic"),
+    "starting_offsets": ("kafka", "starting_offsets"),
+    "mongo_uri": ("mongo", "uri"),
+    "database": ("mongo", "database"),
+    "checkpoint_dir": ("job", "checkpoint_dir"),
+    "trigger_interval": ("job", "trigger_interval"),
+    "max_offsets_per_trigger": ("job", "max_offsets_per_trigger"),
+    "watermark_delay": ("job", "watermark_delay"),
+    "shuffle_partitions": ("job", "shuffle_partitions"),
+}
+
+
+def parse_flags(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="aggregate.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="configuration file (default conf/pipeline.toml)")
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers, host:port[,host:port]")
+    parser.add_argument("--topic", help="Kafka topic to read")
+    parser.add_argument("--starting-offsets", choices=["earliest", "latest"],
+                        help="where a NEW checkpoint starts reading (an existing one resumes)")
+    parser.add_argument("--mongo-uri", help="MongoDB connection string")
+    parser.add_argument("--database", help="MongoDB database to write")
+    parser.add_argument("--checkpoint-dir", help="checkpoint directory (one per database)")
+    parser.add_argument("--trigger-interval", help="micro-batch interval, e.g. '5 seconds'")
+    parser.add_argument("--max-offsets-per-trigger", type=int, help="records per micro-batch at most (0: no limit)")
+    parser.add_argument("--watermark-delay", help="event-time watermark delay, e.g. '2 minutes'")
+    parser.add_argument("--shuffle-partitions", type=int, help="state partitions (fixed once a checkpoint exists)")
+    parser.add_argument("--available-now", action="store_true",
+                        help="process everything in the topic now, then stop (backfills, tests)")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser.parse_args(argv)
+
+
+def load(args: argparse.Namespace) -> PipelineConfig:
+    overrides: dict[str, dict[str, object]] = {}
+    for flag, (section, key) in FLAG_KEYS.items():
+        overrides.setdefault(section, {})[key] = getattr(args, flag)
+    return load_config(args.config, overrides=overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_flags(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load(args)
+        from interactions.preflight import check_services
+        check_services(config)
+    except ConfigError as exc:
+        print(f"aggregate: {exc}", file=sys.stderr)
+        return 2
+
+    from pyspark.sql import SparkSession
+
+    from interactions.pipeline import RunMode, start_queries
+
+    spark = (SparkSession.builder.appName("interaction-analytics")
+             .config("spark.sql.shuffle.partitions", str(config.job.shuffle_partitions))
+             .config("spark.sql.session.timeZone", "UTC")
+             .getOrCreate())
+    spark.sparkContext.setLogLevel("WARN")
+    stopping = threading.Event()
+
+    def stop(signum, _frame):
+        log.info("signal %d: stopping the queries after their current batch", signum)
+        stopping.set()
+        for query in spark.streams.active:
+            query.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        queries = start_queries(spark, config, RunMode(available_now=args.available_now))
+        log.info("started %s; reading %s from %s, writing %s", ", ".join(q.name for q in queries),
+                 config.kafka.topic, config.kafka.bootstrap_servers, config.mongo.database)
+        for query in queries:
+            query.awaitTermination()
+    except Exception as exc:  # a failed query: one readable line, the details are in Spark's log above
+        if stopping.is_set():
+            return 0
+        print(f"aggregate: a streaming query failed: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
+        return 1
+    finally:
+        spark.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""The contract of one user-interaction event, as the generator writes it and the job reads it.
+
+One JSON object per Kafka message, keyed by user_id:
+
+    {"event_id": "3f0c...", "user_id": "u000042", "item_id": "i01337", "interaction_type": "view",
+     "platform": "ios", "session_id": "s9a1...", "event_time": "2026-11-28T04:50:01.123Z",
+     "price": null, "quantity": null, "country": "DE"}
+
+Required (non-null): event_id, user_id, interaction_type, platform, session_id, event_time, and item_id for the
+item interactions (view, click, scroll, add_to_cart, purchase; login and logout carry item_id null).
+Optional: price (float, > 0, on add_to_cart and purchase), quantity (int >= 1, same), country (ISO 3166 alpha-2).
+event_time is ISO-8601 in UTC with milliseconds. Revenue of a purchase is price * quantity (quantity defaults to 1).
+"""
+from __future__ import annotations
+
+from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
+
+INTERACTION_TYPES: tuple[str, ...] = ("login", "logout", "view", "click", "scroll", "add_to_cart", "purchase")
+ITEM_INTERACTIONS: frozenset[str] = frozenset({"view", "click", "scroll", "add_to_cart", "purchase"})
+PLATFORMS: tuple[str, ...] = ("web", "ios", "android")
+
+REQUIRED_FIELDS: tuple[str, ...] = (
+    "event_id", "user_id", "interaction_type", "platform", "session_id", "event_time")
+
+# Everything is read as its JSON type; event_time stays a string here and is parsed (strictly) in parsing.py so that
+# a bad timestamp becomes a dead letter with a reason instead of a silent null.
+EVENT_SCHEMA = StructType([
+    StructField("event_id", StringType()),
+    StructField("user_id", StringType()),
+    StructField("item_id", StringType()),
+    StructField("interaction_type", StringType()),
+    StructField("platform", StringType()),
+    StructField("session_id", StringType()),
+    StructField("event_time", StringType()),
+    StructField("price", DoubleType()),
+    StructField("quantity", LongType()),
+    StructField("country", StringType()),
+])

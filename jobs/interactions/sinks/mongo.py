@@ -1,0 +1,238 @@
+"""Idempotent MongoDB writers for the job's two streaming queries.
+
+Aggregates: every document is overwritten with absolute values computed from Spark's state (upsert with $set), so
+a replayed micro-batch rewrites the same values. Top-N lists are merged from those absolute values (merge_top is
+idempotent). Counters that are increments (dead letters, late events) are applied at most once per batch id: the
+increment is conditional on the batch id recorded in the same document.
+Dead letters: inserted with _id = topic:partition:offset; a replay's inserts fail as duplicates and are ignored.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any, Iterable, Iterator
+
+from pymongo import ASCENDING, DESCENDING, InsertOne, MongoClient, ReplaceOne, UpdateOne
+from pymongo.database import Database
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.types import TimestampType
+
+from interactions import documents as docs
+from interactions.aggregates import GLOBAL, ITEM, USER
+
+log = logging.getLogger(__name__)
+DUPLICATE_KEY = 11000
+
+
+def client(uri: str) -> MongoClient:
+    return MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
+
+
+def ensure_indexes(db: Database) -> None:
+    """Indexes for the dashboards' queries (created once at job start; idempotent)."""
+    db[docs.USER_STATS].create_index([("interactions", DESCENDING)])
+    db[docs.ITEM_STATS].create_index([("interactions", DESCENDING)])
+    for name in (docs.MINUTE_COUNTS, docs.HOURLY_COUNTS):
+        db[name].create_index([("window_start", ASCENDING)])
+        db[name].create_index([("interaction_type", ASCENDING), ("window_start", ASCENDING)])
+    db[docs.TOP_USERS].create_index([("scope", ASCENDING), ("rank", ASCENDING)])
+    db[docs.TOP_ITEMS].create_index([("scope", ASCENDING), ("rank", ASCENDING)])
+    db[docs.DEAD_LETTERS].create_index([("kafka_timestamp", ASCENDING)])
+    db[docs.BATCHES].create_index([("processed_at", ASCENDING)])
+
+
+def ensure_totals_document(db: Database) -> None:
+    """Create the totals document before any query runs, so a conditional increment never races its creation."""
+    db[docs.TOTALS].update_one({"_id": "all"}, {"$setOnInsert": {
+        "events": 0, "users": 0, "items": 0, "purchases": 0, "revenue": 0.0, "dead_letters": 0,
+        "late_events": 0, "duplicates": 0}}, upsert=True)
+
+
+def with_epoch_micros(frame: DataFrame) -> DataFrame:
+    """Timestamps as microseconds since the epoch, so executors' local time zones cannot shift them."""
+    return frame.select(*[F.unix_micros(f.name).alias(f.name) if isinstance(f.dataType, TimestampType)
+                          else F.col(f.name) for f in frame.schema.fields])
+
+
+class AggregatesSink:
+    """foreachBatch sink of the aggregates query."""
+
+    def __init__(self, uri: str, database: str, write_batch_size: int, top_users: int, top_items: int):
+        self.uri, self.database, self.write_batch_size = uri, database, write_batch_size
+        self.top_users, self.top_items = top_users, top_items
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = dt.datetime.now(dt.timezone.utc)
+        rows = with_epoch_micros(batch).persist()
+        try:
+            uri, database, size = self.uri, self.database, self.write_batch_size
+            written = rows.rdd.mapPartitions(lambda part: [_write_facet_partition(part, uri, database, size)]) \
+                .sum()
+            # small driver-side reads: the best candidates of this batch and the global row
+            users = _top_candidates(rows, USER, self.top_users)
+            items = _top_candidates(rows, ITEM, self.top_items)
+            global_rows = [r.asDict() for r in rows.where(F.col("facet") == GLOBAL).collect()]
+        finally:
+            rows.unpersist()
+        with client(self.uri) as mongo:
+            db = mongo[self.database]
+            _merge_top(db[docs.TOP_USERS], "all", "user_id", users, self.top_users)
+            _merge_top(db[docs.TOP_ITEMS], "all", "item_id", items, self.top_items)
+            if global_rows:
+                _refresh_totals(db, docs.totals_fields(global_rows[0]))
+            db[docs.BATCHES].update_one(
+                {"_id": _batch_key("aggregates", batch_id)},
+                {"$set": {"query": "aggregates", "batch_id": batch_id, "processed_at": started,
+                          "changed_documents": int(written),
+                          "write_ms": int((dt.datetime.now(dt.timezone.utc) - started).total_seconds() * 1000)}},
+                upsert=True)
+        log.info("aggregates batch %d: %d documents written in %.2fs", batch_id, written,
+                 (dt.datetime.now(dt.timezone.utc) - started).total_seconds())
+
+
+class DeadLettersSink:
+    """foreachBatch sink of the dead-letters query."""
+
+    def __init__(self, uri: str, database: str, write_batch_size: int):
+        self.uri, self.database, self.write_batch_size = uri, database, write_batch_size
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        uri, database, size = self.uri, self.database, self.write_batch_size
+        frame = with_epoch_micros(batch.withColumn("batch_id", F.lit(batch_id)))
+        counted = frame.rdd.mapPartitions(lambda part: [_insert_dead_letters(part, uri, database, size)]).sum()
+        with client(self.uri) as mongo:
+            db = mongo[self.database]
+            add_once(db[docs.TOTALS], "all", "dead_letters", int(counted), "dead_letters_batch", batch_id)
+            db[docs.BATCHES].update_one(
+                {"_id": _batch_key("dead_letters", batch_id)},
+                {"$set": {"query": "dead_letters", "batch_id": batch_id,
+                          "processed_at": dt.datetime.now(dt.timezone.utc), "dead_letters": int(counted)}},
+                upsert=True)
+        if counted:
+            log.info("dead letters batch %d: %d malformed records", batch_id, counted)
+
+
+def add_once(collection, doc_id: str, field: str, amount: int, guard_field: str, batch_id: int) -> bool:
+    """$inc field by amount unless this batch id (or a later one) was already applied; True if applied."""
+    try:
+        result = collection.update_one(
+            {"_id": doc_id, guard_field: {"$not": {"$gte": batch_id}}},
+            {"$inc": {field: amount}, "$set": {guard_field: batch_id}}, upsert=True)
+        return result.modified_count + (1 if result.upserted_id is not None else 0) > 0
+    except DuplicateKeyError:
+        return False  # the document exists with this batch already applied: a replay
+
+
+def _batch_key(query: str, batch_id: int) -> str:
+    return f"{query}:{batch_id}"
+
+
+def _write_facet_partition(rows: Iterable[Any], uri: str, database: str, size: int) -> int:
+    pending: dict[str, list[UpdateOne]] = {}
+    written = 0
+    with client(uri) as mongo:
+        db = mongo[database]
+
+        def flush(name: str) -> None:
+            nonlocal written
+            if pending.get(name):
+                db[name].bulk_write(pending[name], ordered=False)
+                written += len(pending[name])
+                pending[name] = []
+
+        for row in rows:
+            target = docs.facet_document(row.asDict())
+            if target is None:
+                continue
+            name, document = target
+            pending.setdefault(name, []).append(
+                UpdateOne({"_id": document["_id"]}, {"$set": document}, upsert=True))
+            if len(pending[name]) >= size:
+                flush(name)
+        for name in list(pending):
+            flush(name)
+    return written
+
+
+def _insert_dead_letters(rows: Iterable[Any], uri: str, database: str, size: int) -> int:
+    """Insert; returns how many were new (a replay's duplicates are not counted again)."""
+    inserted = 0
+    batch: list[InsertOne] = []
+    with client(uri) as mongo:
+        collection = mongo[database][docs.DEAD_LETTERS]
+
+        def flush() -> None:
+            nonlocal inserted, batch
+            if not batch:
+                return
+            try:
+                inserted += collection.bulk_write(batch, ordered=False).inserted_count
+            except BulkWriteError as exc:
+                errors = exc.details.get("writeErrors", [])
+                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                    raise
+                inserted += exc.details.get("nInserted", 0)
+            batch = []
+
+        for row in rows:
+            record = row.asDict()
+            record["kafka_timestamp"] = docs._utc(record["kafka_timestamp"])
+            batch.append(InsertOne(record))
+            if len(batch) >= size:
+                flush()
+        flush()
+    return inserted
+
+
+def _top_candidates(rows: DataFrame, facet: str, n: int) -> list[tuple[str, int]]:
+    best = rows.where(F.col("facet") == facet).orderBy(F.desc("interactions"), F.asc("key")).limit(n)
+    return [(r["key"], int(r["interactions"])) for r in best.select("key", "interactions").collect()]
+
+
+def _merge_top(collection, scope: str, key_field: str, candidates: list[tuple[str, int]], n: int) -> None:
+    if not candidates:
+        return
+    current = [(d[key_field], int(d["interactions"])) for d in collection.find({"scope": scope})]
+    merged = docs.merge_top(current, candidates, n)
+    operations = [ReplaceOne({"_id": f"{scope}:{rank}"},
+                             {"scope": scope, "rank": rank, key_field: key, "interactions": value}, upsert=True)
+                  for rank, (key, value) in enumerate(merged, start=1)]
+    collection.bulk_write(operations, ordered=True)
+    collection.delete_many({"scope": scope, "rank": {"$gt": len(merged)}})
+
+
+def _refresh_totals(db: Database, exact: dict[str, Any]) -> None:
+    users = db[docs.USER_STATS].count_documents({})
+    items = db[docs.ITEM_STATS].count_documents({})
+    most = db[docs.ITEM_STATS].find_one({}, {"interactions": 1}, sort=[("interactions", DESCENDING)])
+    least = db[docs.ITEM_STATS].find_one({}, {"interactions": 1}, sort=[("interactions", ASCENDING)])
+    db[docs.TOTALS].update_one({"_id": "all"}, {"$set": {
+        **exact, "users": users, "items": items,
+        "max_item_interactions": most["interactions"] if most else 0,
+        "min_item_interactions": least["interactions"] if least else 0,
+        "avg_interactions_per_user": (exact["events"] / users) if users else 0.0,
+        "updated_at": dt.datetime.now(dt.timezone.utc)}}, upsert=True)
+
+
+def record_progress(db: Database, query: str, progress: dict[str, Any]) -> None:
+    """Per-batch health figures from a StreamingQueryProgress; late events added to the totals at most once."""
+    batch_id = int(progress["batchId"])
+    operators = progress.get("stateOperators") or []
+    late = sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in operators)
+    duplicates = sum(int((op.get("customMetrics") or {}).get("numDroppedDuplicateRows", 0)) for op in operators)
+    watermark = (progress.get("eventTime") or {}).get("watermark")
+    fields: dict[str, Any] = {
+        "query": query, "batch_id": batch_id, "input_rows": int(progress.get("numInputRows", 0)),
+        "late_events": late, "duplicates": duplicates,
+        "duration_ms": int((progress.get("durationMs") or {}).get("triggerExecution", 0)),
+        "input_rows_per_second": float(progress.get("inputRowsPerSecond") or 0.0),
+        "processed_rows_per_second": float(progress.get("processedRowsPerSecond") or 0.0)}
+    if watermark:
+        fields["watermark"] = dt.datetime.fromisoformat(watermark.replace("Z", "+00:00"))
+    db[docs.BATCHES].update_one({"_id": _batch_key(query, batch_id)}, {"$set": fields}, upsert=True)
+    if late:
+        add_once(db[docs.TOTALS], "all", "late_events", late, "late_events_batch", batch_id)
+    if duplicates:
+        add_once(db[docs.TOTALS], "all", "duplicates", duplicates, "duplicates_batch", batch_id)
