@@ -53,14 +53,20 @@ class JobConfig:
     top_n_users: int
     top_n_items: int
     top_n_users_last_hour: int
+    recent_window: str
+    recent_slide: str
 
     def validate(self) -> None:
-        for name in ("trigger_interval", "watermark_delay", "max_future_skew"):
+        for name in ("trigger_interval", "watermark_delay", "max_future_skew", "recent_window", "recent_slide"):
             parse_duration_seconds(getattr(self, name), f"job.{name}")
         _require(self.max_offsets_per_trigger >= 0, "job.max_offsets_per_trigger must be >= 0")
         _require(self.shuffle_partitions >= 1, "job.shuffle_partitions must be >= 1")
         for name in ("top_n_users", "top_n_items", "top_n_users_last_hour"):
             _require(getattr(self, name) >= 1, f"job.{name} must be >= 1")
+        window = parse_duration_seconds(self.recent_window)
+        slide = parse_duration_seconds(self.recent_slide)
+        _require(0 < slide <= window and window % slide == 0,
+                 "job.recent_slide must divide job.recent_window (e.g. 1 hour sliding every 5 minutes)")
 
 
 @dataclass(frozen=True)

@@ -88,11 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        queries = start_queries(spark, config, RunMode(available_now=args.available_now))
-        log.info("started %s; reading %s from %s, writing %s", ", ".join(q.name for q in queries),
+        pipeline = start_queries(spark, config, RunMode(available_now=args.available_now))
+        log.info("started %s; reading %s from %s, writing %s", ", ".join(q.name for q in pipeline.queries),
                  config.kafka.topic, config.kafka.bootstrap_servers, config.mongo.database)
-        for query in queries:
-            query.awaitTermination()
+        pipeline.await_termination()
     except Exception as exc:  # a failed query: one readable line, the details are in Spark's log above
         if stopping.is_set():
             return 0

@@ -79,3 +79,15 @@ def facet_totals(rows: DataFrame) -> DataFrame:
         F.max("event_time").alias("last_event_time"),
         F.max_by("platform", latest).alias("last_platform"),
     )
+
+
+def recent_user_activity(events: DataFrame, length: str, slide: str) -> DataFrame:
+    """Interactions per user in sliding event-time windows (e.g. 1 hour sliding every 5 minutes).
+
+    `events` must carry the watermark (deduplicated() output): a window's state is dropped once the watermark passes
+    its end, so state stays bounded by users x windows open. Feeds "top users in the last hour".
+    """
+    return (events.groupBy(F.window("event_time", length, slide).alias("window"), "user_id")
+            .agg(F.count(F.lit(1)).alias("interactions"))
+            .select(F.col("window.start").alias("window_start"), F.col("window.end").alias("window_end"),
+                    "user_id", "interactions"))

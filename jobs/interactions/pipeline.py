@@ -18,7 +18,7 @@ from interactions.source import kafka_records
 
 log = logging.getLogger(__name__)
 
-AGGREGATES, DEAD_LETTERS = "aggregates", "dead_letters"
+AGGREGATES, DEAD_LETTERS, RECENT_USERS = "aggregates", "dead_letters", "recent_users"
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,25 @@ class RunMode:
     available_now: bool = False
 
 
-def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = RunMode()) -> list[StreamingQuery]:
+@dataclass
+class RunningPipeline:
+    """The started queries and the listener that records their progress."""
+    spark: SparkSession
+    queries: list[StreamingQuery]
+    listener: StreamingQueryListener
+
+    def await_termination(self) -> None:
+        """Until every query has stopped (available-now runs stop by themselves); raises if one failed."""
+        for query in self.queries:
+            query.awaitTermination()
+
+    def stop(self) -> None:
+        for query in self.queries:
+            query.stop()
+        self.spark.streams.removeListener(self.listener)
+
+
+def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = RunMode()) -> RunningPipeline:
     job, kafka, store = config.job, config.kafka, config.mongo
     with mongo.client(store.uri) as client:
         db = client[store.database]
@@ -37,10 +55,12 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
     records = kafka_records(spark, kafka.bootstrap_servers, kafka.topic, kafka.starting_offsets,
                             job.max_offsets_per_trigger)
     parsed = parsing.parse_records(records, parse_duration_seconds(job.max_future_skew))
-    totals = aggregates.facet_totals(aggregates.facet_rows(
-        aggregates.deduplicated(aggregates.valid_events(parsed), job.watermark_delay)))
+    events = aggregates.deduplicated(aggregates.valid_events(parsed), job.watermark_delay)
+    totals = aggregates.facet_totals(aggregates.facet_rows(events))
+    recent = aggregates.recent_user_activity(events, job.recent_window, job.recent_slide)
 
-    spark.streams.addListener(ProgressRecorder(store.uri, store.database))
+    listener = ProgressRecorder(store.uri, store.database)
+    spark.streams.addListener(listener)
 
     def trigger(writer):
         return writer.trigger(availableNow=True) if mode.available_now \
@@ -55,7 +75,12 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
         aggregates.dead_letters(parsed).writeStream.queryName(DEAD_LETTERS).outputMode("append")
         .option("checkpointLocation", os.path.join(job.checkpoint_dir, DEAD_LETTERS))
         .foreachBatch(mongo.DeadLettersSink(store.uri, store.database, store.write_batch_size))).start()
-    return [aggregates_query, dead_letters_query]
+    recent_query = trigger(
+        recent.writeStream.queryName(RECENT_USERS).outputMode("update")
+        .option("checkpointLocation", os.path.join(job.checkpoint_dir, RECENT_USERS))
+        .foreachBatch(mongo.RecentUsersSink(store.uri, store.database, job.top_n_users_last_hour,
+                                            parse_duration_seconds(job.recent_window)))).start()
+    return RunningPipeline(spark, [aggregates_query, dead_letters_query, recent_query], listener)
 
 
 class ProgressRecorder(StreamingQueryListener):
@@ -73,7 +98,7 @@ class ProgressRecorder(StreamingQueryListener):
         name = progress.get("name") or "?"
         try:
             with mongo.client(self.uri) as client:
-                mongo.record_progress(client[self.database], name, progress)
+                mongo.record_progress(client[self.database], name, progress, counts_totals=name == AGGREGATES)
         except Exception as exc:  # a health record must never stop the stream
             log.warning("could not record progress of %s batch %s: %s", name, progress.get("batchId"), exc)
         operators = progress.get("stateOperators") or []

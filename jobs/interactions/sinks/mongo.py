@@ -65,6 +65,8 @@ class AggregatesSink:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = dt.datetime.now(dt.timezone.utc)
+        if batch.isEmpty():  # a no-data batch that only moved the watermark
+            return
         rows = with_epoch_micros(batch).persist()
         try:
             uri, database, size = self.uri, self.database, self.write_batch_size
@@ -112,6 +114,59 @@ class DeadLettersSink:
                 upsert=True)
         if counted:
             log.info("dead letters batch %d: %d malformed records", batch_id, counted)
+
+
+class RecentUsersSink:
+    """foreachBatch sink of the recent-activity query: per sliding window, the top users merged from the absolute
+    per-(window, user) counts of this batch; then `top_users` scope "last_hour" = the window that ends at the
+    next slide boundary after the newest event time seen (it covers the last window-length minus at most a slide).
+    """
+
+    def __init__(self, uri: str, database: str, top_n: int, window_seconds: float):
+        self.uri, self.database, self.top_n = uri, database, top_n
+        self.window = dt.timedelta(seconds=window_seconds)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        from pyspark.sql import Window
+
+        ranked = with_epoch_micros(batch).withColumn("rank", F.row_number().over(
+            Window.partitionBy("window_start").orderBy(F.desc("interactions"), F.asc("user_id"))))
+        best: dict[int, list[tuple[str, int]]] = {}
+        for row in ranked.where(F.col("rank") <= self.top_n).collect():
+            best.setdefault(row["window_start"], []).append((row["user_id"], int(row["interactions"])))
+        if not best:
+            return
+        with client(self.uri) as mongo:
+            db = mongo[self.database]
+            windows = db[docs.TOP_USERS_BY_WINDOW]
+            for start_micros, candidates in best.items():
+                start = docs._utc(start_micros)
+                doc_id = start.strftime("%Y-%m-%dT%H:%M:%SZ")
+                existing = windows.find_one({"_id": doc_id}) or {}
+                current = [(u["user_id"], u["interactions"]) for u in existing.get("users", [])]
+                merged = docs.merge_top(current, candidates, self.top_n)
+                windows.replace_one({"_id": doc_id}, {
+                    "window_start": start, "window_end": start + self.window,
+                    "users": [{"user_id": u, "interactions": n} for u, n in merged]}, upsert=True)
+            newest = windows.find_one({}, sort=[("window_start", DESCENDING)])
+            slide = None
+            second = windows.find_one({"window_start": {"$lt": newest["window_start"]}},
+                                      sort=[("window_start", DESCENDING)])
+            if second is not None:
+                slide = newest["window_start"] - second["window_start"]
+            # the window ending one slide after the newest window starts holds the last hour up to now
+            target_end = newest["window_start"] + (slide or self.window)
+            current = windows.find_one({"window_end": target_end}) or newest
+            users = current.get("users", [])
+            top = db[docs.TOP_USERS]
+            for rank, user in enumerate(users, start=1):
+                top.replace_one({"_id": f"last_hour:{rank}"}, {
+                    "scope": "last_hour", "rank": rank, "user_id": user["user_id"],
+                    "interactions": user["interactions"], "window_start": current["window_start"],
+                    "window_end": current["window_end"]}, upsert=True)
+            top.delete_many({"scope": "last_hour", "rank": {"$gt": len(users)}})
+            # windows the watermark has closed long ago are no longer needed
+            windows.delete_many({"window_end": {"$lt": current["window_start"]}})
 
 
 def add_once(collection, doc_id: str, field: str, amount: int, guard_field: str, batch_id: int) -> bool:
@@ -216,8 +271,9 @@ def _refresh_totals(db: Database, exact: dict[str, Any]) -> None:
         "updated_at": dt.datetime.now(dt.timezone.utc)}}, upsert=True)
 
 
-def record_progress(db: Database, query: str, progress: dict[str, Any]) -> None:
-    """Per-batch health figures from a StreamingQueryProgress; late events added to the totals at most once."""
+def record_progress(db: Database, query: str, progress: dict[str, Any], counts_totals: bool) -> None:
+    """Per-batch health figures from a StreamingQueryProgress. When `counts_totals` (the aggregates query), late
+    and duplicate events are added to the totals, at most once per batch id."""
     batch_id = int(progress["batchId"])
     operators = progress.get("stateOperators") or []
     late = sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in operators)
@@ -229,10 +285,10 @@ def record_progress(db: Database, query: str, progress: dict[str, Any]) -> None:
         "duration_ms": int((progress.get("durationMs") or {}).get("triggerExecution", 0)),
         "input_rows_per_second": float(progress.get("inputRowsPerSecond") or 0.0),
         "processed_rows_per_second": float(progress.get("processedRowsPerSecond") or 0.0)}
-    if watermark:
+    if watermark and not watermark.startswith("1970-01-01"):  # no watermark before the first batch
         fields["watermark"] = dt.datetime.fromisoformat(watermark.replace("Z", "+00:00"))
     db[docs.BATCHES].update_one({"_id": _batch_key(query, batch_id)}, {"$set": fields}, upsert=True)
-    if late:
+    if late and counts_totals:
         add_once(db[docs.TOTALS], "all", "late_events", late, "late_events_batch", batch_id)
-    if duplicates:
+    if duplicates and counts_totals:
         add_once(db[docs.TOTALS], "all", "duplicates", duplicates, "duplicates_batch", batch_id)
