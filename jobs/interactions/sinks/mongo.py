@@ -285,6 +285,8 @@ def record_progress(db: Database, query: str, progress: dict[str, Any], counts_t
         "duration_ms": int((progress.get("durationMs") or {}).get("triggerExecution", 0)),
         "input_rows_per_second": float(progress.get("inputRowsPerSecond") or 0.0),
         "processed_rows_per_second": float(progress.get("processedRowsPerSecond") or 0.0)}
+    if progress.get("timestamp"):  # when the batch was triggered
+        fields["processed_at"] = dt.datetime.fromisoformat(progress["timestamp"].replace("Z", "+00:00"))
     if watermark and not watermark.startswith("1970-01-01"):  # no watermark before the first batch
         fields["watermark"] = dt.datetime.fromisoformat(watermark.replace("Z", "+00:00"))
     db[docs.BATCHES].update_one({"_id": _batch_key(query, batch_id)}, {"$set": fields}, upsert=True)

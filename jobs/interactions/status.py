@@ -1,0 +1,121 @@
+"""python -m interactions.status [--watch S]: one screen on the pipeline's health, read from Kafka and MongoDB.
+
+Shows whether the broker and the database answer, the last micro-batch of each query (id, time, rows, duration),
+the Kafka lag of the job per partition (topic end minus the offsets in the job's checkpoint), and the totals:
+events, users, dead letters, late and duplicate events.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+from conf import ConfigError, PipelineConfig, load_config
+
+UTC = dt.timezone.utc
+
+
+def checkpoint_offsets(checkpoint_dir: str, query: str) -> dict[str, dict[str, int]]:
+    """{topic: {partition: next offset}} of the newest committed batch in a query's checkpoint."""
+    commits = Path(checkpoint_dir) / query / "commits"
+    offsets = Path(checkpoint_dir) / query / "offsets"
+    committed = sorted((int(p.name) for p in commits.glob("[0-9]*")), reverse=True) if commits.is_dir() else []
+    for batch in committed:
+        path = offsets / str(batch)
+        if path.exists():
+            lines = path.read_text().splitlines()
+            # v1 / {metadata} / {source offsets json}
+            return json.loads(lines[2]) if len(lines) > 2 else {}
+    return {}
+
+
+def kafka_lag(config: PipelineConfig, timeout: float = 5.0) -> dict[int, int] | str:
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": config.kafka.bootstrap_servers, "group.id": "status",
+                         "socket.connection.setup.timeout.ms": 3000, "log_level": 0})
+    try:
+        topic = consumer.list_topics(config.kafka.topic, timeout=timeout).topics.get(config.kafka.topic)
+        if topic is None or topic.error is not None:
+            return f"topic {config.kafka.topic} not found"
+        done = checkpoint_offsets(config.job.checkpoint_dir, "aggregates").get(config.kafka.topic, {})
+        lag = {}
+        for partition in sorted(topic.partitions):
+            _, high = consumer.get_watermark_offsets(TopicPartition(config.kafka.topic, partition), timeout=timeout)
+            lag[partition] = high - int(done.get(str(partition), 0))
+        return lag
+    except KafkaException as exc:
+        return f"unreachable ({exc.args[0].str() if exc.args else exc})"
+    finally:
+        consumer.close()
+
+
+def render(config: PipelineConfig) -> list[str]:
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    now = dt.datetime.now(UTC)
+    lines = [f"pipeline status at {now:%Y-%m-%d %H:%M:%S} UTC"]
+    lag = kafka_lag(config)
+    if isinstance(lag, str):
+        lines.append(f"kafka   {config.kafka.bootstrap_servers}: {lag}")
+    else:
+        lines.append(f"kafka   {config.kafka.bootstrap_servers} up; topic {config.kafka.topic}; job lag "
+                     f"{sum(lag.values())} ({', '.join(f'p{p}={n}' for p, n in lag.items())})")
+    try:
+        with MongoClient(config.mongo.uri, serverSelectionTimeoutMS=3000, tz_aware=True) as client:
+            db = client[config.mongo.database]
+            totals = db.totals.find_one({"_id": "all"}) or {}
+            lines.append(f"mongo   {config.mongo.uri.split('@')[-1]} up; database {config.mongo.database}")
+            for query in ("aggregates", "dead_letters", "recent_users"):
+                last = db.batches.find_one({"query": query, "input_rows": {"$exists": True}},
+                                           sort=[("batch_id", -1)])
+                if last:
+                    age = (now - last["processed_at"]).total_seconds() if last.get("processed_at") else float("nan")
+                    lines.append(f"query   {query:<13} batch {last['batch_id']:>6}  {age:6.0f} s ago  "
+                                 f"{last.get('input_rows', 0):>8} rows  {last.get('duration_ms', 0):>6} ms")
+                else:
+                    lines.append(f"query   {query:<13} no batch yet")
+            hour_ago = now - dt.timedelta(hours=1)
+            recent_letters = db.dead_letters.count_documents({"kafka_timestamp": {"$gte": hour_ago}})
+            recent_late = sum(b.get("late_events", 0) for b in db.batches.find(
+                {"query": "aggregates", "processed_at": {"$gte": hour_ago}}, {"late_events": 1}))
+            lines.append(f"totals  events {totals.get('events', 0)}  users {totals.get('users', 0)}  "
+                         f"items {totals.get('items', 0)}  revenue {totals.get('revenue', 0.0):.2f}")
+            lines.append(f"bad     dead letters {totals.get('dead_letters', 0)} ({recent_letters} last hour)  "
+                         f"late {totals.get('late_events', 0)} ({recent_late} last hour)  "
+                         f"duplicates {totals.get('duplicates', 0)}")
+    except PyMongoError as exc:
+        lines.append(f"mongo   {config.mongo.uri.split('@')[-1]}: unreachable ({str(exc).split(',')[0]})")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m interactions.status", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="configuration file (default conf/pipeline.toml)")
+    parser.add_argument("--database", help="MongoDB database (default from conf)")
+    parser.add_argument("--checkpoint-dir", help="the job's checkpoint directory (default from conf)")
+    parser.add_argument("--watch", type=float, metavar="S", help="refresh every S seconds until Ctrl-C")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, overrides={"mongo": {"database": args.database},
+                                                     "job": {"checkpoint_dir": args.checkpoint_dir}})
+    except ConfigError as exc:
+        print(f"status: {exc}", file=sys.stderr)
+        return 2
+    try:
+        while True:
+            print("\n".join(render(config)), flush=True)
+            if not args.watch:
+                return 0
+            time.sleep(args.watch)
+            print()
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
