@@ -220,7 +220,8 @@ def _ranked(scope: str, key_field: str, docs: Mapping[str, Mapping[str, Any]], n
 
 # ---- comparison -------------------------------------------------------------------------------------------------
 
-APPROXIMATE = {"distinct_items", "distinct_users"}  # HyperLogLog++ in the job: within 5 % (+1) of the exact count
+# HyperLogLog++ in the job (approx_count_distinct, 5 % relative standard deviation): accept three deviations
+APPROXIMATE = {"distinct_items", "distinct_users"}
 IGNORED = {"updated_at", "dead_letters_batch", "late_events_batch", "duplicates_batch", "window_start_",
            "window_end_"}
 
@@ -253,8 +254,17 @@ class Report:
         return out
 
 
-def compare(expected: Expected, db, scopes: Iterable[str] = ("all", "last_hour")) -> Report:
-    """Compare every expected document with MongoDB, and report documents MongoDB has that it should not."""
+HEALTH_COUNTS = ("late_events", "duplicates")
+
+
+def compare(expected: Expected, db, scopes: Iterable[str] = ("all", "last_hour"),
+            health_counts_exact: bool = True) -> Report:
+    """Compare every expected document with MongoDB, and report documents MongoDB has that it should not.
+
+    Late and duplicate counts come from Spark's progress reports, written just after a batch commits; after a crash
+    in that instant they can miss one batch (never count twice). With health_counts_exact=False they only have to
+    be at most the expected value.
+    """
     report = Report()
     for name, wanted in expected.collections.items():
         query = {"scope": {"$in": list(scopes)}} if name == "top_users" else {}
@@ -266,7 +276,11 @@ def compare(expected: Expected, db, scopes: Iterable[str] = ("all", "last_hour")
                 report.mismatches.append(Mismatch(name, doc_id, "missing in MongoDB"))
                 continue
             for key, value in want.items():
-                problem = _differs(key, value, got.get(key, _ABSENT))
+                if not health_counts_exact and name == "totals" and key in HEALTH_COUNTS:
+                    found = got.get(key, 0)
+                    problem = None if 0 <= found <= value else repr(found)
+                else:
+                    problem = _differs(key, value, got.get(key, _ABSENT))
                 if problem:
                     report.mismatches.append(Mismatch(name, doc_id, f"{key}: expected {value!r}, found {problem}"))
                     break
@@ -291,7 +305,7 @@ def _differs(key: str, want: Any, got: Any) -> str | None:
     if got is _ABSENT:
         return "no such field"
     if key in APPROXIMATE:
-        return None if abs(got - want) <= 0.05 * want + 1 else repr(got)
+        return None if abs(got - want) <= 0.15 * want + 1 else repr(got)
     if isinstance(want, dt.datetime):
         if not isinstance(got, dt.datetime):
             return repr(got)

@@ -212,33 +212,33 @@ def _write_facet_partition(rows: Iterable[Any], uri: str, database: str, size: i
 
 
 def _insert_dead_letters(rows: Iterable[Any], uri: str, database: str, size: int) -> int:
-    """Insert; returns how many were new (a replay's duplicates are not counted again)."""
-    inserted = 0
+    """Insert; returns how many records the partition held (a replay's duplicates are skipped but still counted:
+    the caller adds the batch's count once, guarded by the batch id, whatever part of it a crash had written)."""
+    seen = 0
     batch: list[InsertOne] = []
     with client(uri) as mongo:
         collection = mongo[database][docs.DEAD_LETTERS]
 
         def flush() -> None:
-            nonlocal inserted, batch
+            nonlocal batch
             if not batch:
                 return
             try:
-                inserted += collection.bulk_write(batch, ordered=False).inserted_count
+                collection.bulk_write(batch, ordered=False)
             except BulkWriteError as exc:
-                errors = exc.details.get("writeErrors", [])
-                if any(e.get("code") != DUPLICATE_KEY for e in errors):
+                if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
                     raise
-                inserted += exc.details.get("nInserted", 0)
             batch = []
 
         for row in rows:
             record = row.asDict()
             record["kafka_timestamp"] = docs._utc(record["kafka_timestamp"])
             batch.append(InsertOne(record))
+            seen += 1
             if len(batch) >= size:
                 flush()
         flush()
-    return inserted
+    return seen
 
 
 def _top_candidates(rows: DataFrame, facet: str, n: int) -> list[tuple[str, int]]:

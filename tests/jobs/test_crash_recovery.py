@@ -1,0 +1,83 @@
+"""kill -9 of the job at random moments mid-stream, restarts from the checkpoint: nothing lost, nothing counted
+twice. The job runs as a user runs it (spark-submit, its own process group), so SIGKILL takes the driver, the JVM
+and the Python workers down at once, wherever they are, also in the middle of a foreachBatch write."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from interactions.verify import compare, read_topic, recompute
+from waiting import wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def generate(kafka_broker, topic, *flags):
+    subprocess.run([sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers,
+                    "--topic", topic, "--rate", "max", "--progress-interval", "60", "--users", "400",
+                    "--items", "100", *flags], check=True, timeout=120, capture_output=True)
+
+
+class Job:
+    """spark-submit jobs/aggregate.py in its own process group."""
+
+    def __init__(self, log_path: Path, *args: str):
+        env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
+        self.log = open(log_path, "ab")
+        self.process = subprocess.Popen(["spark-submit", "jobs/aggregate.py", *args], cwd=ROOT, env=env,
+                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=60)
+        self.log.close()
+
+    def wait(self, timeout: float) -> int:
+        code = self.process.wait(timeout=timeout)
+        self.log.close()
+        return code
+
+
+def committed_batches(db) -> int:
+    return db.batches.count_documents({"query": "aggregates", "input_rows": {"$gt": 0}})
+
+
+def test_the_aggregates_survive_kill_9_at_random_points(kafka_broker, kafka_topic, mongo_server, mongo_db,
+                                                        tmp_path):
+    args = ["--bootstrap-servers", kafka_broker.bootstrap_servers, "--topic", kafka_topic,
+            "--mongo-uri", mongo_server.uri, "--database", mongo_db.name,
+            "--checkpoint-dir", str(tmp_path / "checkpoint"), "--shuffle-partitions", "2"]
+    log = tmp_path / "job.log"
+    generate(kafka_broker, kafka_topic, "--count", "1000", "--seed", "31")
+    assert Job(log, *args, "--available-now").wait(timeout=300) == 0, log.read_text()[-3000:]
+
+    generate(kafka_broker, kafka_topic, "--count", "9000", "--seed", "32", "--late-ratio", "0.03",
+             "--duplicate-ratio", "0.05", "--malformed-ratio", "0.03")
+    rng = random.Random(7)
+    kills = 3
+    for attempt in range(kills):
+        before = committed_batches(mongo_db)
+        job = Job(log, *args, "--trigger-interval", "1 second", "--max-offsets-per-trigger", "400")
+        # let it commit at least one new batch, then kill it somewhere inside a later one
+        wait_until(lambda: committed_batches(mongo_db) > before or job.process.poll() is not None, timeout=240,
+                   message=f"the job committed no batch after restart {attempt}")
+        assert job.process.poll() is None, log.read_text()[-3000:]
+        time.sleep(rng.uniform(0.2, 2.5))  # a random point in the stream, not a wait for a result
+        job.kill()
+
+    # finally let it catch up and stop by itself
+    assert Job(log, *args, "--available-now").wait(timeout=300) == 0, log.read_text()[-3000:]
+    expected = recompute(read_topic(kafka_broker.bootstrap_servers, kafka_topic), dt.timedelta(minutes=2),
+                         dt.timedelta(hours=1))
+    report = compare(expected, mongo_db, health_counts_exact=False)
+    assert report.ok, "after 3 kills MongoDB differs from the recomputation:\n" + "\n".join(report.lines())
+    assert expected.collections["totals"]["all"]["events"] > 8000
