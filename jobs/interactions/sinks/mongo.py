@@ -65,17 +65,15 @@ class AggregatesSink:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = dt.datetime.now(dt.timezone.utc)
-        if batch.isEmpty():  # a no-data batch that only moved the watermark
-            return
-        rows = with_epoch_micros(batch).persist()
+        rows = with_epoch_micros(batch).persist()  # computed once: the stateful plan must not run twice
         try:
+            if rows.isEmpty():  # a no-data batch that only moved the watermark
+                return
             uri, database, size = self.uri, self.database, self.write_batch_size
             written = rows.rdd.mapPartitions(lambda part: [_write_facet_partition(part, uri, database, size)]) \
                 .sum()
-            # small driver-side reads: the best candidates of this batch and the global row
-            users = _top_candidates(rows, USER, self.top_users)
-            items = _top_candidates(rows, ITEM, self.top_items)
-            global_rows = [r.asDict() for r in rows.where(F.col("facet") == GLOBAL).collect()]
+            # one small driver-side read: this batch's best candidates per facet, and the global row
+            users, items, global_rows = _candidates_and_global(rows, self.top_users, self.top_items)
         finally:
             rows.unpersist()
         with client(self.uri) as mongo:
@@ -241,9 +239,16 @@ def _insert_dead_letters(rows: Iterable[Any], uri: str, database: str, size: int
     return seen
 
 
-def _top_candidates(rows: DataFrame, facet: str, n: int) -> list[tuple[str, int]]:
-    best = rows.where(F.col("facet") == facet).orderBy(F.desc("interactions"), F.asc("key")).limit(n)
-    return [(r["key"], int(r["interactions"])) for r in best.select("key", "interactions").collect()]
+def _candidates_and_global(rows: DataFrame, top_users: int, top_items: int):
+    from pyspark.sql import Window
+
+    rank = F.row_number().over(Window.partitionBy("facet").orderBy(F.desc("interactions"), F.asc("key")))
+    limit = F.when(F.col("facet") == USER, top_users).when(F.col("facet") == ITEM, top_items).otherwise(1)
+    picked = rows.where(F.col("facet").isin(USER, ITEM, GLOBAL)).withColumn("rank", rank) \
+        .where(F.col("rank") <= limit).collect()
+    users = [(r["key"], int(r["interactions"])) for r in picked if r["facet"] == USER]
+    items = [(r["key"], int(r["interactions"])) for r in picked if r["facet"] == ITEM]
+    return users, items, [r.asDict() for r in picked if r["facet"] == GLOBAL]
 
 
 def _merge_top(collection, scope: str, key_field: str, candidates: list[tuple[str, int]], n: int) -> None:
