@@ -22,8 +22,24 @@ class KafkaConfig:
     topic: str
     partitions: int
     starting_offsets: str
+    starting_timestamp: str
+
+    def starting_timestamp_ms(self) -> int | None:
+        """The starting timestamp as epoch milliseconds, or None when unset."""
+        if not self.starting_timestamp:
+            return None
+        import datetime as dt
+        try:
+            when = dt.datetime.fromisoformat(self.starting_timestamp.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"kafka.starting_timestamp must be an ISO-8601 time, got {self.starting_timestamp!r}") \
+                from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        return int(when.timestamp() * 1000)
 
     def validate(self) -> None:
+        self.starting_timestamp_ms()
         _require(self.partitions >= 1, "kafka.partitions must be >= 1")
         _require(self.starting_offsets in ("earliest", "latest"), "kafka.starting_offsets must be earliest or latest")
         _require(bool(self.topic.strip()), "kafka.topic must not be empty")
@@ -55,9 +71,12 @@ class JobConfig:
     top_n_users_last_hour: int
     recent_window: str
     recent_slide: str
+    archive_raw_events: bool
+    archive_retention: str
 
     def validate(self) -> None:
-        for name in ("trigger_interval", "watermark_delay", "max_future_skew", "recent_window", "recent_slide"):
+        for name in ("trigger_interval", "watermark_delay", "max_future_skew", "recent_window", "recent_slide",
+                     "archive_retention"):
             parse_duration_seconds(getattr(self, name), f"job.{name}")
         _require(self.max_offsets_per_trigger >= 0, "job.max_offsets_per_trigger must be >= 0")
         _require(self.shuffle_partitions >= 1, "job.shuffle_partitions must be >= 1")

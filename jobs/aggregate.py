@@ -20,6 +20,7 @@ FLAG_KEYS = {  # flag -> (section, key)
     "bootstrap_servers": ("kafka", "bootstrap_servers"),
     "topic": ("kafka", "topic"),
     "starting_offsets": ("kafka", "starting_offsets"),
+    "starting_timestamp": ("kafka", "starting_timestamp"),
     "mongo_uri": ("mongo", "uri"),
     "database": ("mongo", "database"),
     "checkpoint_dir": ("job", "checkpoint_dir"),
@@ -37,6 +38,9 @@ def parse_flags(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--topic", help="Kafka topic to read")
     parser.add_argument("--starting-offsets", choices=["earliest", "latest"],
                         help="where a NEW checkpoint starts reading (an existing one resumes)")
+    parser.add_argument("--starting-timestamp", metavar="ISO",
+                        help="a NEW checkpoint starts at this time (backfill into a fresh --database); "
+                             "overrides --starting-offsets")
     parser.add_argument("--mongo-uri", help="MongoDB connection string")
     parser.add_argument("--database", help="MongoDB database to write")
     parser.add_argument("--checkpoint-dir", help="checkpoint directory (one per database)")

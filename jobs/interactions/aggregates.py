@@ -21,23 +21,26 @@ FACETS = (USER, ITEM, MINUTE, HOUR, GLOBAL)
 
 
 def valid_events(parsed: DataFrame) -> DataFrame:
-    """The records that passed validation, as typed events."""
-    return parsed.where(F.col("error").isNull()).select(*EVENT_COLUMNS)
+    """The records that passed validation and arrived in time, as typed events."""
+    return parsed.where(F.col("error").isNull() & ~F.col("late")).select(*EVENT_COLUMNS)
 
 
-def dead_letters(parsed: DataFrame) -> DataFrame:
-    """The records that failed validation: raw payload, Kafka coordinates and the reason."""
-    return parsed.where(F.col("error").isNotNull()).select(
-        F.concat_ws(":", "topic", "partition", "offset").alias("_id"),
-        "topic", "partition", "offset", "kafka_timestamp", "raw", F.col("error").alias("reason"))
+def set_aside(parsed: DataFrame, archive_valid_events: bool) -> DataFrame:
+    """What the records query stores record by record: dead letters (raw payload, Kafka coordinates, reason), late
+    events, and, when the raw-event archive is on, the events that count (`reason` and `late` null/false)."""
+    kept = parsed if archive_valid_events else parsed.where(F.col("error").isNotNull() | F.col("late"))
+    return kept.select(F.concat_ws(":", "topic", "partition", "offset").alias("coordinates"),
+                       "topic", "partition", "offset", "kafka_timestamp", "raw", F.col("error").alias("reason"),
+                       "late", *EVENT_COLUMNS)
 
 
 def deduplicated(events: DataFrame, watermark_delay: str) -> DataFrame:
-    """Drop redelivered events (same event_id) and events older than the watermark.
+    """Drop redelivered events (same event_id), remembering each id until the watermark passes it.
 
-    Spark keeps each event_id in state until the watermark passes its event time plus the delay; events whose time is
-    already behind the watermark are late: Spark drops them and reports how many in the query's progress
-    (numRowsDroppedByWatermark), which the job records per batch.
+    The watermark (newest event time seen - delay) bounds the state of every stateful operator. Late events are
+    already set aside by parsing (broker-time lateness), so the job gives Spark a delay of the allowed lateness plus
+    the allowed future skew: then Spark's watermark never drops an event the lateness rule accepted (anything it
+    still drops is reported as dropped_by_watermark in `batches`).
     """
     return events.withWatermark("event_time", watermark_delay).dropDuplicatesWithinWatermark(["event_id"])
 

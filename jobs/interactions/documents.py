@@ -19,6 +19,8 @@ TOP_ITEMS = "top_items"
 TOP_USERS_BY_WINDOW = "top_users_by_window"
 TOTALS = "totals"
 DEAD_LETTERS = "dead_letters"
+EVENTS_RAW = "events_raw"
+LATE_EVENTS = "late_events"
 BATCHES = "batches"
 
 FACET_COLLECTIONS = {USER: USER_STATS, ITEM: ITEM_STATS, MINUTE: MINUTE_COUNTS, HOUR: HOURLY_COUNTS}
@@ -51,6 +53,28 @@ def facet_document(row: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
     if facet == GLOBAL:
         return None
     raise ValueError(f"unknown facet {facet!r}")
+
+
+def set_aside_document(row: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(collection, document) for a row of the records query: a dead letter, a late event, or an archived event."""
+    received = _utc(row["kafka_timestamp"])
+    if row["reason"] is not None:
+        return DEAD_LETTERS, {"_id": row["coordinates"], "topic": row["topic"], "partition": row["partition"],
+                              "offset": row["offset"], "kafka_timestamp": received, "raw": row["raw"],
+                              "reason": row["reason"], "batch_id": row["batch_id"]}
+    if row["late"]:
+        happened = _utc(row["event_time"])
+        return LATE_EVENTS, {"_id": row["coordinates"], "topic": row["topic"], "partition": row["partition"],
+                             "offset": row["offset"], "kafka_timestamp": received, "event_time": happened,
+                             "lateness_seconds": (received - happened).total_seconds(), "event_id": row["event_id"],
+                             "user_id": row["user_id"], "interaction_type": row["interaction_type"],
+                             "raw": row["raw"], "batch_id": row["batch_id"]}
+    return EVENTS_RAW, {"_id": row["event_id"], "user_id": row["user_id"], "item_id": row["item_id"],
+                        "interaction_type": row["interaction_type"], "platform": row["platform"],
+                        "session_id": row["session_id"], "event_time": _utc(row["event_time"]),
+                        "price": row["price"], "quantity": row["quantity"], "country": row["country"],
+                        "topic": row["topic"], "partition": row["partition"], "offset": row["offset"],
+                        "kafka_timestamp": received}
 
 
 def window_id(start: dt.datetime, interaction_type: str, platform: str) -> str:

@@ -2,7 +2,7 @@
 
 The input has the columns of Spark's `kafka` source (key, value, topic, partition, offset, timestamp). Every record
 comes out exactly once: valid ones with their typed event columns and `error` null, the others with `error` naming
-the first rule they break. Validity depends on the record alone (never on the clock), so a replayed micro-batch
+the first rule they break; valid ones that arrived too late carry `late`. Validity depends on the record alone (never on the clock), so a replayed micro-batch
 sorts every record the same way.
 """
 from __future__ import annotations
@@ -18,8 +18,14 @@ EVENT_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d
 KAFKA_COORDINATES = ("topic", "partition", "offset", "kafka_timestamp")
 
 
-def parse_records(records: DataFrame, max_future_skew_seconds: float) -> DataFrame:
-    """Parse and validate; keeps the raw payload and Kafka coordinates beside the typed fields."""
+def parse_records(records: DataFrame, max_future_skew_seconds: float, allowed_lateness_seconds: float) -> DataFrame:
+    """Parse and validate; keeps the raw payload and Kafka coordinates beside the typed fields.
+
+    `late` marks valid events that reached the broker more than `allowed_lateness_seconds` after they happened
+    (event_time < broker timestamp - lateness). Measured against the record's own broker timestamp, lateness is a
+    property of the record, not of micro-batch boundaries: a replay, a backfill and an independent recomputation
+    all set aside exactly the same events.
+    """
     raw = F.col("value").cast("string")
     with_json = records.select(
         raw.alias("raw"),
@@ -40,6 +46,8 @@ def parse_records(records: DataFrame, max_future_skew_seconds: float) -> DataFra
                F.coalesce(F.col("event.price"), F.lit(0.0)) * F.coalesce(F.col("event.quantity"), F.lit(1)))
          .otherwise(F.lit(0.0)).alias("revenue"),
         error.alias("error"),
+        (error.isNull() & (event_time < F.col("kafka_timestamp")
+                           - F.make_dt_interval(secs=F.lit(allowed_lateness_seconds)))).alias("late"),
     )
 
 

@@ -18,7 +18,7 @@ from interactions.source import kafka_records
 
 log = logging.getLogger(__name__)
 
-AGGREGATES, DEAD_LETTERS, RECENT_USERS = "aggregates", "dead_letters", "recent_users"
+AGGREGATES, RECORDS, RECENT_USERS = "aggregates", "records", "recent_users"
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,15 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
     job, kafka, store = config.job, config.kafka, config.mongo
     with mongo.client(store.uri) as client:
         db = client[store.database]
-        mongo.ensure_indexes(db)
+        mongo.ensure_indexes(db, parse_duration_seconds(job.archive_retention))
         mongo.ensure_totals_document(db)
 
     records = kafka_records(spark, kafka.bootstrap_servers, kafka.topic, kafka.starting_offsets,
-                            job.max_offsets_per_trigger)
-    parsed = parsing.parse_records(records, parse_duration_seconds(job.max_future_skew))
-    events = aggregates.deduplicated(aggregates.valid_events(parsed), job.watermark_delay)
+                            job.max_offsets_per_trigger, kafka.starting_timestamp_ms())
+    lateness = parse_duration_seconds(job.watermark_delay)
+    future_skew = parse_duration_seconds(job.max_future_skew)
+    parsed = parsing.parse_records(records, future_skew, lateness)
+    events = aggregates.deduplicated(aggregates.valid_events(parsed), f"{int(lateness + future_skew)} seconds")
     totals = aggregates.facet_totals(aggregates.facet_rows(events))
     recent = aggregates.recent_user_activity(events, job.recent_window, job.recent_slide)
 
@@ -71,16 +73,16 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
         .option("checkpointLocation", os.path.join(job.checkpoint_dir, AGGREGATES))
         .foreachBatch(mongo.AggregatesSink(store.uri, store.database, store.write_batch_size,
                                            job.top_n_users, job.top_n_items))).start()
-    dead_letters_query = trigger(
-        aggregates.dead_letters(parsed).writeStream.queryName(DEAD_LETTERS).outputMode("append")
-        .option("checkpointLocation", os.path.join(job.checkpoint_dir, DEAD_LETTERS))
-        .foreachBatch(mongo.DeadLettersSink(store.uri, store.database, store.write_batch_size))).start()
+    records_query = trigger(
+        aggregates.set_aside(parsed, job.archive_raw_events).writeStream.queryName(RECORDS).outputMode("append")
+        .option("checkpointLocation", os.path.join(job.checkpoint_dir, RECORDS))
+        .foreachBatch(mongo.RecordsSink(store.uri, store.database, store.write_batch_size))).start()
     recent_query = trigger(
         recent.writeStream.queryName(RECENT_USERS).outputMode("update")
         .option("checkpointLocation", os.path.join(job.checkpoint_dir, RECENT_USERS))
         .foreachBatch(mongo.RecentUsersSink(store.uri, store.database, job.top_n_users_last_hour,
                                             parse_duration_seconds(job.recent_window)))).start()
-    return RunningPipeline(spark, [aggregates_query, dead_letters_query, recent_query], listener)
+    return RunningPipeline(spark, [aggregates_query, records_query, recent_query], listener)
 
 
 class ProgressRecorder(StreamingQueryListener):
@@ -102,7 +104,8 @@ class ProgressRecorder(StreamingQueryListener):
         except Exception as exc:  # a health record must never stop the stream
             log.warning("could not record progress of %s batch %s: %s", name, progress.get("batchId"), exc)
         operators = progress.get("stateOperators") or []
-        log.info("%s batch %s: %d rows in %d ms (%.0f rows/s), late %d, duplicates %d, watermark %s",
+        log.info("%s batch %s: %d rows in %d ms (%.0f rows/s), dropped by watermark %d, duplicates %d, "
+                 "watermark %s",
                  name, progress.get("batchId"), progress.get("numInputRows", 0),
                  (progress.get("durationMs") or {}).get("triggerExecution", 0),
                  progress.get("processedRowsPerSecond") or 0.0,

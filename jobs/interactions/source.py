@@ -12,7 +12,7 @@ CONSUMER_TUNING = {
 
 
 def kafka_records(spark: SparkSession, bootstrap_servers: str, topic: str, starting_offsets: str,
-                  max_offsets_per_trigger: int) -> DataFrame:
+                  max_offsets_per_trigger: int, starting_timestamp_ms: int | None = None) -> DataFrame:
     """Records of `topic` with the kafka source's columns (key, value, topic, partition, offset, timestamp, ...).
 
     Offsets live in the query's checkpoint, so a restart resumes exactly where the last committed batch ended.
@@ -23,6 +23,11 @@ def kafka_records(spark: SparkSession, bootstrap_servers: str, topic: str, start
               .option("startingOffsets", starting_offsets)
               .option("failOnDataLoss", "true")
               .options(**CONSUMER_TUNING))
+    if starting_timestamp_ms is not None:
+        # each partition starts at its first record at or after this time (a backfill); partitions with none yet
+        # start at their end
+        reader = reader.option("startingTimestamp", str(starting_timestamp_ms)) \
+            .option("startingOffsetsByTimestampStrategy", "latest")
     if max_offsets_per_trigger > 0:
         reader = reader.option("maxOffsetsPerTrigger", str(max_offsets_per_trigger))
     return reader.load()

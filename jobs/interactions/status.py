@@ -70,7 +70,7 @@ def render(config: PipelineConfig) -> list[str]:
             db = client[config.mongo.database]
             totals = db.totals.find_one({"_id": "all"}) or {}
             lines.append(f"mongo   {config.mongo.uri.split('@')[-1]} up; database {config.mongo.database}")
-            for query in ("aggregates", "dead_letters", "recent_users"):
+            for query in ("aggregates", "records", "recent_users"):
                 last = db.batches.find_one({"query": query, "input_rows": {"$exists": True}},
                                            sort=[("batch_id", -1)])
                 if last:
@@ -81,8 +81,7 @@ def render(config: PipelineConfig) -> list[str]:
                     lines.append(f"query   {query:<13} no batch yet")
             hour_ago = now - dt.timedelta(hours=1)
             recent_letters = db.dead_letters.count_documents({"kafka_timestamp": {"$gte": hour_ago}})
-            recent_late = sum(b.get("late_events", 0) for b in db.batches.find(
-                {"query": "aggregates", "processed_at": {"$gte": hour_ago}}, {"late_events": 1}))
+            recent_late = db.late_events.count_documents({"kafka_timestamp": {"$gte": hour_ago}})
             lines.append(f"totals  events {totals.get('events', 0)}  users {totals.get('users', 0)}  "
                          f"items {totals.get('items', 0)}  revenue {totals.get('revenue', 0.0):.2f}")
             lines.append(f"bad     dead letters {totals.get('dead_letters', 0)} ({recent_letters} last hour)  "

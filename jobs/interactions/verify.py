@@ -4,10 +4,8 @@ Independent means: plain Python over the records (json, dicts, sorting), sharing
 aggregation, only the written contract (interactions.schema, docs/collections.md). Tests use it as their oracle;
 `python -m interactions.verify` runs it against a deployment (added with the operator tooling).
 
-Late events are classified the way an event-time watermark does: an event is late when its time is older than the
-newest event time seen *before it* minus the watermark delay. Spark advances its watermark once per micro-batch,
-so the two agree whenever late events are far older than the delay (the usual case, and the generator's) and do
-not arrive in the stream's very first micro-batch (which has no watermark yet).
+Late events: a valid event is late when it reached the broker more than the allowed lateness (the watermark delay)
+after its event time, the job's rule; duplicates are counted among the events that are not late.
 """
 from __future__ import annotations
 
@@ -93,6 +91,7 @@ class Expected:
     """What MongoDB should hold: {collection: {_id: document}}, and the counts of set-aside records."""
     collections: dict[str, dict[Any, dict[str, Any]]] = field(default_factory=dict)
     dead_letters: Counter = field(default_factory=Counter)   # raw payload -> how many
+    late: Counter = field(default_factory=Counter)           # raw payload -> how many
     late_events: int = 0
     duplicates: int = 0
 
@@ -102,7 +101,6 @@ def recompute(records: Iterable[Record], watermark_delay: dt.timedelta, max_futu
               recent_window: dt.timedelta = dt.timedelta(hours=1),
               recent_slide: dt.timedelta = dt.timedelta(minutes=5)) -> Expected:
     expected = Expected()
-    newest_seen: dt.datetime | None = None
     seen_ids: set[str] = set()
     events: list[dict[str, Any]] = []
     for record in records:
@@ -112,10 +110,10 @@ def recompute(records: Iterable[Record], watermark_delay: dt.timedelta, max_futu
             continue
         event = json.loads(record.raw)
         when = event_time(event["event_time"])
-        if newest_seen is not None and when < newest_seen - watermark_delay:
+        if when < record.timestamp - watermark_delay:
             expected.late_events += 1
+            expected.late[record.raw] += 1
             continue
-        newest_seen = when if newest_seen is None else max(newest_seen, when)
         if event["event_id"] in seen_ids:
             expected.duplicates += 1
             continue
@@ -254,16 +252,16 @@ class Report:
         return out
 
 
-HEALTH_COUNTS = ("late_events", "duplicates")
+HEALTH_COUNTS = ("duplicates",)
 
 
 def compare(expected: Expected, db, scopes: Iterable[str] = ("all", "last_hour"),
             health_counts_exact: bool = True) -> Report:
     """Compare every expected document with MongoDB, and report documents MongoDB has that it should not.
 
-    Late and duplicate counts come from Spark's progress reports, written just after a batch commits; after a crash
-    in that instant they can miss one batch (never count twice). With health_counts_exact=False they only have to
-    be at most the expected value.
+    The duplicate count comes from Spark's progress reports, written just after a batch commits; after a crash in
+    that instant it can miss one batch (never count twice). With health_counts_exact=False it only has to be at
+    most the expected value.
     """
     report = Report()
     for name, wanted in expected.collections.items():
@@ -286,15 +284,14 @@ def compare(expected: Expected, db, scopes: Iterable[str] = ("all", "last_hour")
                     break
         for doc_id in actual.keys() - wanted.keys():
             report.mismatches.append(Mismatch(name, doc_id, "in MongoDB but not expected"))
-    letters = Counter(d["raw"] for d in db["dead_letters"].find({}, {"raw": 1}))
-    report.checked["dead_letters"] = sum(expected.dead_letters.values())
-    if letters != expected.dead_letters:
-        missing = expected.dead_letters - letters
-        extra = letters - expected.dead_letters
-        for raw in list(missing)[:5]:
-            report.mismatches.append(Mismatch("dead_letters", raw, "malformed record not dead-lettered"))
-        for raw in list(extra)[:5]:
-            report.mismatches.append(Mismatch("dead_letters", raw, "dead-lettered more often than received"))
+    for name, wanted_raw, what in (("dead_letters", expected.dead_letters, "malformed"),
+                                   ("late_events", expected.late, "late")):
+        found = Counter(d["raw"] for d in db[name].find({}, {"raw": 1}))
+        report.checked[name] = sum(wanted_raw.values())
+        for raw in list(wanted_raw - found)[:5]:
+            report.mismatches.append(Mismatch(name, raw, f"{what} record not set aside"))
+        for raw in list(found - wanted_raw)[:5]:
+            report.mismatches.append(Mismatch(name, raw, "set aside more often than received"))
     return report
 
 
@@ -356,3 +353,103 @@ def read_topic(bootstrap_servers: str, topic: str, timeout: float = 60.0) -> lis
         return records
     finally:
         consumer.close()
+
+
+# ---- command line ------------------------------------------------------------------------------------------------
+
+def manifest_records(path: str) -> list[Record]:
+    """Records from a generator manifest (--emit-manifest): delivery order; the broker's timestamp is not in it,
+    so the time of reading stands in for it (only the 'too far in the future' rule uses it)."""
+    now = dt.datetime.now(UTC)
+    out = []
+    with open(path) as lines:
+        for line in lines:
+            if line.strip():
+                row = json.loads(line)
+                out.append(Record(row["payload"], row["partition"], row["offset"], now))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    from conf import ConfigError, load_config
+    from conf.loader import parse_duration_seconds
+
+    parser = argparse.ArgumentParser(
+        prog="python -m interactions.verify",
+        description="Recompute every aggregate independently from the raw events and compare with MongoDB.")
+    parser.add_argument("--config", help="configuration file (default conf/pipeline.toml)")
+    parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (default from conf)")
+    parser.add_argument("--topic", help="topic to read (default from conf)")
+    parser.add_argument("--mongo-uri", help="MongoDB connection string (default from conf)")
+    parser.add_argument("--database", help="database to check (default from conf)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--manifest", metavar="FILE", help="read the events from a generator manifest instead")
+    source.add_argument("--from", dest="start", metavar="ISO",
+                        help="only records the broker received at or after this time (the database must have been "
+                             "built from the same range, e.g. by a backfill)")
+    parser.add_argument("--to", dest="end", metavar="ISO", help="only records received before this time")
+    parser.add_argument("--examples", type=int, default=5, help="mismatches shown per collection (default 5)")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config, overrides={
+            "kafka": {"bootstrap_servers": args.bootstrap_servers, "topic": args.topic},
+            "mongo": {"uri": args.mongo_uri, "database": args.database}})
+        start = _iso(args.start, "--from")
+        end = _iso(args.end, "--to")
+    except ConfigError as exc:
+        print(f"verify: {exc}", file=sys.stderr)
+        return 2
+
+    from pymongo import MongoClient
+    from pymongo.errors import PyMongoError
+
+    try:
+        if args.manifest:
+            records = manifest_records(args.manifest)
+        else:
+            records = read_topic(config.kafka.bootstrap_servers, config.kafka.topic)
+        records = [r for r in records if (start is None or r.timestamp >= start) and (end is None or r.timestamp < end)]
+    except (OSError, TimeoutError, KeyError, ValueError) as exc:
+        print(f"verify: cannot read the events: {exc}", file=sys.stderr)
+        return 2
+    job = config.job
+    expected = recompute(
+        records, dt.timedelta(seconds=parse_duration_seconds(job.watermark_delay)),
+        dt.timedelta(seconds=parse_duration_seconds(job.max_future_skew)), job.top_n_users, job.top_n_items,
+        job.top_n_users_last_hour, dt.timedelta(seconds=parse_duration_seconds(job.recent_window)),
+        dt.timedelta(seconds=parse_duration_seconds(job.recent_slide)))
+    try:
+        with MongoClient(config.mongo.uri, tz_aware=True, serverSelectionTimeoutMS=10_000) as client:
+            report = compare(expected, client[config.mongo.database])
+    except PyMongoError as exc:
+        print(f"verify: MongoDB unreachable: {str(exc).split(',')[0]}", file=sys.stderr)
+        return 2
+    totals = expected.collections.get("totals", {}).get("all", {})
+    print(f"verify: {len(records)} records -> {totals.get('events', 0)} events counted, "
+          f"{sum(expected.dead_letters.values())} dead-lettered, {expected.late_events} late, "
+          f"{expected.duplicates} duplicates; database {config.mongo.database}")
+    print("\n".join(report.lines(args.examples)))
+    print("verify: OK, every document matches" if report.ok
+          else f"verify: FAILED, {len(report.mismatches)} mismatching documents")
+    return 0 if report.ok else 1
+
+
+def _iso(text: str | None, flag: str) -> dt.datetime | None:
+    from conf import ConfigError
+
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{flag} must be an ISO-8601 time, got {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -27,7 +27,7 @@ def records(spark, events, received=T0 + dt.timedelta(hours=1)):
 
 
 def totals_by_facet(spark, events):
-    parsed = parse_records(records(spark, events), 3600)
+    parsed = parse_records(records(spark, events), 3600, 10 * 3600)
     frame = aggregates.facet_totals(aggregates.facet_rows(aggregates.valid_events(parsed)))
     return {(r["facet"], r["key"], r["facet_type"], r["facet_platform"], r["bucket"]): r.asDict()
             for r in frame.collect()}
@@ -112,8 +112,8 @@ def test_in_a_stream_late_and_redelivered_events_are_not_counted(spark_session, 
     stream = (spark_session.readStream.format("text").option("maxFilesPerTrigger", 1).load(str(inbox))
               .select(F.lit(None).cast("binary").alias("key"), F.col("value").cast("binary").alias("value"),
                       F.lit("t").alias("topic"), F.lit(0).alias("partition"), F.lit(0).cast("long").alias("offset"),
-                      F.lit(T0 + dt.timedelta(hours=1)).alias("timestamp")))
-    events = aggregates.deduplicated(aggregates.valid_events(parse_records(stream, 3600)), "2 minutes")
+                      F.lit(T0 + dt.timedelta(minutes=31)).alias("timestamp")))
+    events = aggregates.deduplicated(aggregates.valid_events(parse_records(stream, 3600, 120)), "2 minutes")
     totals = aggregates.facet_totals(aggregates.facet_rows(events))
     query = (totals.where("facet = 'user'").writeStream.format("memory").queryName("user_totals")
              .outputMode("update").option("checkpointLocation", str(tmp_path / "checkpoint")).start())
@@ -123,7 +123,7 @@ def test_in_a_stream_late_and_redelivered_events_are_not_counted(spark_session, 
         query.processAllAvailable()
         (inbox / "2.json").write_text("\n".join(json.dumps(e) for e in [
             event("a2", "ann", "view", 31),                # redelivered
-            event("a3", "ann", "view", 10),                # 21 minutes behind the newest: late
+            event("a3", "ann", "view", 10),                # reached the broker 21 minutes after: late
             event("a4", "ann", "click", 30, 30)]) + "\n")  # on time
         query.processAllAvailable()
         query.processAllAvailable()                          # a no-data batch may follow

@@ -19,7 +19,8 @@ def parse(spark_session, payloads: list[str | bytes | None]) -> list[dict]:
             for offset, p in enumerate(payloads)]
     frame = spark_session.createDataFrame(
         rows, "key binary, value binary, topic string, partition int, offset long, timestamp timestamp")
-    return [r.asDict() for r in parse_records(frame, max_future_skew_seconds=3600).orderBy("offset").collect()]
+    return [r.asDict() for r in parse_records(frame, max_future_skew_seconds=3600, allowed_lateness_seconds=120)
+            .orderBy("offset").collect()]
 
 
 def with_changes(**changes) -> str:
@@ -87,3 +88,15 @@ def test_every_record_comes_out_exactly_once(spark_session):
     rows = parse(spark_session, payloads)
     assert [r["offset"] for r in rows] == [0, 1, 2, 3]
     assert [r["error"] is None for r in rows] == [True, False, True, False]
+
+
+def test_an_event_reaching_the_broker_after_the_allowed_lateness_is_late_not_malformed(spark_session):
+    on_time, late = parse(spark_session, [with_changes(event_time="2026-11-28T11:58:00.001Z"),
+                                          with_changes(event_time="2026-11-28T11:57:59.999Z")])
+    assert (on_time["error"], on_time["late"]) == (None, False)   # 1 min 59.999 s after: in time
+    assert (late["error"], late["late"]) == (None, True)          # 2 min 0.001 s after: late
+
+
+def test_a_malformed_record_is_never_also_late(spark_session):
+    [row] = parse(spark_session, [with_changes(event_time="2020-01-01T00:00:00.000Z", platform="fax")])
+    assert row["error"] == "unknown platform fax" and row["late"] is False

@@ -64,7 +64,7 @@ def test_per_user_counts_equal_a_recomputation_from_the_produced_events(
 def test_late_duplicate_and_malformed_events_are_set_aside_and_counted_once(
         spark_session, kafka_broker, kafka_topic, mongo_server, mongo_db, tmp_path):
     config = job_config(kafka_broker, kafka_topic, mongo_server, mongo_db.name, tmp_path / "checkpoint")
-    # The first micro-batch has no watermark yet, so late events only exist after it: run it on clean traffic.
+    # two runs: the second resumes from the checkpoint, with state from the first
     generate(kafka_broker, kafka_topic, "--count", "1000", "--seed", "21", "--users", "300", "--items", "80")
     run_job_until_caught_up(spark_session, config)
     generate(kafka_broker, kafka_topic, "--count", "4000", "--seed", "22", "--users", "300", "--items", "80",

@@ -4,7 +4,8 @@ Aggregates: every document is overwritten with absolute values computed from Spa
 a replayed micro-batch rewrites the same values. Top-N lists are merged from those absolute values (merge_top is
 idempotent). Counters that are increments (dead letters, late events) are applied at most once per batch id: the
 increment is conditional on the batch id recorded in the same document.
-Dead letters: inserted with _id = topic:partition:offset; a replay's inserts fail as duplicates and are ignored.
+Dead letters (_id = topic:partition:offset) and archived raw events (_id = event_id) are inserted; a replay's
+inserts fail as duplicates and are ignored.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any, Iterable, Iterator
 
 from pymongo import ASCENDING, DESCENDING, InsertOne, MongoClient, ReplaceOne, UpdateOne
 from pymongo.database import Database
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import TimestampType
@@ -30,8 +31,8 @@ def client(uri: str) -> MongoClient:
     return MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
 
 
-def ensure_indexes(db: Database) -> None:
-    """Indexes for the dashboards' queries (created once at job start; idempotent)."""
+def ensure_indexes(db: Database, archive_retention_seconds: float = 7 * 86400) -> None:
+    """Indexes for the dashboards' queries, and the archive's TTL (created at job start; idempotent)."""
     db[docs.USER_STATS].create_index([("interactions", DESCENDING)])
     db[docs.ITEM_STATS].create_index([("interactions", DESCENDING)])
     for name in (docs.MINUTE_COUNTS, docs.HOURLY_COUNTS):
@@ -40,7 +41,13 @@ def ensure_indexes(db: Database) -> None:
     db[docs.TOP_USERS].create_index([("scope", ASCENDING), ("rank", ASCENDING)])
     db[docs.TOP_ITEMS].create_index([("scope", ASCENDING), ("rank", ASCENDING)])
     db[docs.DEAD_LETTERS].create_index([("kafka_timestamp", ASCENDING)])
+    db[docs.LATE_EVENTS].create_index([("kafka_timestamp", ASCENDING)])
     db[docs.BATCHES].create_index([("processed_at", ASCENDING)])
+    ttl = int(archive_retention_seconds)
+    try:
+        db[docs.EVENTS_RAW].create_index([("kafka_timestamp", ASCENDING)], name="retention", expireAfterSeconds=ttl)
+    except OperationFailure:  # the retention changed: same key, new expiry
+        db.command("collMod", docs.EVENTS_RAW, index={"name": "retention", "expireAfterSeconds": ttl})
 
 
 def ensure_totals_document(db: Database) -> None:
@@ -92,8 +99,8 @@ class AggregatesSink:
                  (dt.datetime.now(dt.timezone.utc) - started).total_seconds())
 
 
-class DeadLettersSink:
-    """foreachBatch sink of the dead-letters query."""
+class RecordsSink:
+    """foreachBatch sink of the records query: dead letters, and the raw-event archive when it is on."""
 
     def __init__(self, uri: str, database: str, write_batch_size: int):
         self.uri, self.database, self.write_batch_size = uri, database, write_batch_size
@@ -101,17 +108,24 @@ class DeadLettersSink:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         uri, database, size = self.uri, self.database, self.write_batch_size
         frame = with_epoch_micros(batch.withColumn("batch_id", F.lit(batch_id)))
-        counted = frame.rdd.mapPartitions(lambda part: [_insert_dead_letters(part, uri, database, size)]).sum()
+        counted = frame.rdd.mapPartitions(lambda part: [_insert_records(part, uri, database, size)]) \
+            .fold({}, _add_counts)
+        letters, late = counted.get(docs.DEAD_LETTERS, 0), counted.get(docs.LATE_EVENTS, 0)
         with client(self.uri) as mongo:
             db = mongo[self.database]
-            add_once(db[docs.TOTALS], "all", "dead_letters", int(counted), "dead_letters_batch", batch_id)
+            add_once(db[docs.TOTALS], "all", "dead_letters", letters, "dead_letters_batch", batch_id)
+            add_once(db[docs.TOTALS], "all", "late_events", late, "late_events_batch", batch_id)
             db[docs.BATCHES].update_one(
-                {"_id": _batch_key("dead_letters", batch_id)},
-                {"$set": {"query": "dead_letters", "batch_id": batch_id,
-                          "processed_at": dt.datetime.now(dt.timezone.utc), "dead_letters": int(counted)}},
+                {"_id": _batch_key("records", batch_id)},
+                {"$set": {"query": "records", "batch_id": batch_id, "dead_letters": letters, "late_events": late,
+                          "archived_events": counted.get(docs.EVENTS_RAW, 0)}},
                 upsert=True)
-        if counted:
-            log.info("dead letters batch %d: %d malformed records", batch_id, counted)
+        if letters or late:
+            log.info("records batch %d: %d malformed and %d late records set aside", batch_id, letters, late)
+
+
+def _add_counts(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {k: a.get(k, 0) + b.get(k, 0) for k in a.keys() | b.keys()}
 
 
 class RecentUsersSink:
@@ -209,34 +223,34 @@ def _write_facet_partition(rows: Iterable[Any], uri: str, database: str, size: i
     return written
 
 
-def _insert_dead_letters(rows: Iterable[Any], uri: str, database: str, size: int) -> int:
-    """Insert; returns how many records the partition held (a replay's duplicates are skipped but still counted:
-    the caller adds the batch's count once, guarded by the batch id, whatever part of it a crash had written)."""
-    seen = 0
-    batch: list[InsertOne] = []
+def _insert_records(rows: Iterable[Any], uri: str, database: str, size: int) -> dict[str, int]:
+    """Insert dead letters and late events (_id = topic:partition:offset) and archived events (_id = event_id); a
+    replay's or a redelivery's inserts are duplicates and skipped. Returns how many of each the partition held: the
+    caller adds the batch's counts once, guarded by the batch id, whatever part of it a crash had written."""
+    counts: dict[str, int] = {}
+    pending: dict[str, list[InsertOne]] = {docs.DEAD_LETTERS: [], docs.LATE_EVENTS: [], docs.EVENTS_RAW: []}
     with client(uri) as mongo:
-        collection = mongo[database][docs.DEAD_LETTERS]
+        db = mongo[database]
 
-        def flush() -> None:
-            nonlocal batch
-            if not batch:
+        def flush(name: str) -> None:
+            if not pending[name]:
                 return
             try:
-                collection.bulk_write(batch, ordered=False)
+                db[name].bulk_write(pending[name], ordered=False)
             except BulkWriteError as exc:
                 if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
                     raise
-            batch = []
+            pending[name] = []
 
         for row in rows:
-            record = row.asDict()
-            record["kafka_timestamp"] = docs._utc(record["kafka_timestamp"])
-            batch.append(InsertOne(record))
-            seen += 1
-            if len(batch) >= size:
-                flush()
-        flush()
-    return seen
+            name, document = docs.set_aside_document(row.asDict())
+            pending[name].append(InsertOne(document))
+            counts[name] = counts.get(name, 0) + 1
+            if len(pending[name]) >= size:
+                flush(name)
+        for name in pending:
+            flush(name)
+    return counts
 
 
 def _candidates_and_global(rows: DataFrame, top_users: int, top_items: int):
@@ -277,16 +291,17 @@ def _refresh_totals(db: Database, exact: dict[str, Any]) -> None:
 
 
 def record_progress(db: Database, query: str, progress: dict[str, Any], counts_totals: bool) -> None:
-    """Per-batch health figures from a StreamingQueryProgress. When `counts_totals` (the aggregates query), late
-    and duplicate events are added to the totals, at most once per batch id."""
+    """Per-batch health figures from a StreamingQueryProgress. When `counts_totals` (the aggregates query),
+    duplicates are added to the totals, at most once per batch id. Progress arrives just after a batch commits, so
+    a crash in that instant loses one batch's figures (never counts them twice)."""
     batch_id = int(progress["batchId"])
     operators = progress.get("stateOperators") or []
-    late = sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in operators)
+    dropped = sum(int(op.get("numRowsDroppedByWatermark", 0)) for op in operators)
     duplicates = sum(int((op.get("customMetrics") or {}).get("numDroppedDuplicateRows", 0)) for op in operators)
     watermark = (progress.get("eventTime") or {}).get("watermark")
     fields: dict[str, Any] = {
         "query": query, "batch_id": batch_id, "input_rows": int(progress.get("numInputRows", 0)),
-        "late_events": late, "duplicates": duplicates,
+        "dropped_by_watermark": dropped, "duplicates": duplicates,
         "duration_ms": int((progress.get("durationMs") or {}).get("triggerExecution", 0)),
         "input_rows_per_second": float(progress.get("inputRowsPerSecond") or 0.0),
         "processed_rows_per_second": float(progress.get("processedRowsPerSecond") or 0.0)}
@@ -295,7 +310,8 @@ def record_progress(db: Database, query: str, progress: dict[str, Any], counts_t
     if watermark and not watermark.startswith("1970-01-01"):  # no watermark before the first batch
         fields["watermark"] = dt.datetime.fromisoformat(watermark.replace("Z", "+00:00"))
     db[docs.BATCHES].update_one({"_id": _batch_key(query, batch_id)}, {"$set": fields}, upsert=True)
-    if late and counts_totals:
-        add_once(db[docs.TOTALS], "all", "late_events", late, "late_events_batch", batch_id)
+    if dropped:
+        log.warning("%s batch %d: Spark's watermark dropped %d events the lateness rule had accepted",
+                    query, batch_id, dropped)
     if duplicates and counts_totals:
         add_once(db[docs.TOTALS], "all", "duplicates", duplicates, "duplicates_batch", batch_id)
