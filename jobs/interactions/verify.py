@@ -189,6 +189,19 @@ def recompute(records: Iterable[Record], watermark_delay: dt.timedelta, max_futu
     return expected
 
 
+def recompute_for(config, records: Iterable[Record]) -> Expected:
+    """recompute() with the job's settings from a PipelineConfig (lateness, skew, top-N sizes, recent window)."""
+    from conf.loader import parse_duration_seconds
+
+    def seconds(text: str) -> dt.timedelta:
+        return dt.timedelta(seconds=parse_duration_seconds(text))
+
+    job = config.job
+    return recompute(records, seconds(job.watermark_delay), seconds(job.max_future_skew), job.top_n_users,
+                     job.top_n_items, job.top_n_users_last_hour, seconds(job.recent_window),
+                     seconds(job.recent_slide))
+
+
 def _counts(key_field: str, key: str) -> dict[str, Any]:
     return {key_field: key, "interactions": 0, **{t: 0 for t in INTERACTION_TYPES}, "revenue": 0.0,
             "first_event_time": None, "last_event_time": None, "last_platform": None, "_latest": None}
@@ -375,7 +388,6 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     from conf import ConfigError, load_config
-    from conf.loader import parse_duration_seconds
 
     parser = argparse.ArgumentParser(
         prog="python -m interactions.verify",
@@ -415,12 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, TimeoutError, KeyError, ValueError) as exc:
         print(f"verify: cannot read the events: {exc}", file=sys.stderr)
         return 2
-    job = config.job
-    expected = recompute(
-        records, dt.timedelta(seconds=parse_duration_seconds(job.watermark_delay)),
-        dt.timedelta(seconds=parse_duration_seconds(job.max_future_skew)), job.top_n_users, job.top_n_items,
-        job.top_n_users_last_hour, dt.timedelta(seconds=parse_duration_seconds(job.recent_window)),
-        dt.timedelta(seconds=parse_duration_seconds(job.recent_slide)))
+    expected = recompute_for(config, records)
     try:
         with MongoClient(config.mongo.uri, tz_aware=True, serverSelectionTimeoutMS=10_000) as client:
             report = compare(expected, client[config.mongo.database])

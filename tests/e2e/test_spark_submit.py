@@ -1,7 +1,6 @@
 """`spark-submit jobs/aggregate.py`, run exactly as a user runs it (PATH has the project's environment first)."""
 from __future__ import annotations
 
-import datetime as dt
 import os
 import shutil
 import subprocess
@@ -10,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from interactions.verify import compare, read_topic, recompute
+from conf import load_config
+from interactions.verify import compare, read_topic, recompute_for
 from stack import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,8 +43,7 @@ def test_spark_submit_fills_mongodb_with_numbers_that_match_the_events(kafka_bro
                           "--checkpoint-dir", str(tmp_path / "checkpoint"), "--shuffle-partitions", "2",
                           "--available-now")
     assert result.returncode == 0, result.stderr[-3000:]
-    expected = recompute(read_topic(kafka_broker.bootstrap_servers, kafka_topic),
-                         dt.timedelta(minutes=2), dt.timedelta(hours=1))
+    expected = recompute_for(load_config(env={}), read_topic(kafka_broker.bootstrap_servers, kafka_topic))
     report = compare(expected, mongo_db)
     assert report.ok, "\n".join(report.lines())
     assert mongo_db.user_stats.count_documents({}) == len(expected.collections["user_stats"])

@@ -3,7 +3,6 @@ twice. The job runs as a user runs it (spark-submit, its own process group), so 
 and the Python workers down at once, wherever they are, also in the middle of a foreachBatch write."""
 from __future__ import annotations
 
-import datetime as dt
 import os
 import random
 import signal
@@ -14,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from interactions.verify import compare, read_topic, recompute
+from conf import load_config
+from interactions.verify import compare, read_topic, recompute_for
 from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,8 +76,7 @@ def test_the_aggregates_survive_kill_9_at_random_points(kafka_broker, kafka_topi
 
     # finally let it catch up and stop by itself
     assert Job(log, *args, "--available-now").wait(timeout=300) == 0, log.read_text()[-3000:]
-    expected = recompute(read_topic(kafka_broker.bootstrap_servers, kafka_topic), dt.timedelta(minutes=2),
-                         dt.timedelta(hours=1))
+    expected = recompute_for(load_config(env={}), read_topic(kafka_broker.bootstrap_servers, kafka_topic))
     report = compare(expected, mongo_db, health_counts_exact=False)
     assert report.ok, "after 3 kills MongoDB differs from the recomputation:\n" + "\n".join(report.lines())
     assert expected.collections["totals"]["all"]["events"] > 8000

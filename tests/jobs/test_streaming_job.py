@@ -5,7 +5,6 @@ from the topic (interactions.verify), never with numbers copied from the job.
 """
 from __future__ import annotations
 
-import datetime as dt
 import subprocess
 import sys
 
@@ -13,11 +12,9 @@ import pytest
 
 from conf import load_config
 from interactions.pipeline import RunMode, start_queries
-from interactions.verify import compare, read_topic, recompute
+from interactions.verify import compare, read_topic, recompute_for
 
 pytestmark = pytest.mark.integration
-WATERMARK = dt.timedelta(minutes=2)
-FUTURE_SKEW = dt.timedelta(hours=1)
 
 
 def job_config(kafka_broker, topic, mongo_server, database, checkpoint):
@@ -45,7 +42,7 @@ def run_job_until_caught_up(spark_session, config) -> None:
 
 
 def assert_matches_recomputation(kafka_broker, topic, db):
-    expected = recompute(read_topic(kafka_broker.bootstrap_servers, topic), WATERMARK, FUTURE_SKEW)
+    expected = recompute_for(load_config(env={}), read_topic(kafka_broker.bootstrap_servers, topic))
     report = compare(expected, db)
     assert report.ok, "MongoDB differs from the recomputation:\n" + "\n".join(report.lines())
     return expected
