@@ -28,6 +28,8 @@ FLAG_KEYS = {  # flag -> (section, key)
     "max_offsets_per_trigger": ("job", "max_offsets_per_trigger"),
     "watermark_delay": ("job", "watermark_delay"),
     "shuffle_partitions": ("job", "shuffle_partitions"),
+    "alert_rules": ("alerts", "rules_file"),
+    "prometheus_port": ("health", "prometheus_port"),
 }
 
 
@@ -48,6 +50,8 @@ def parse_flags(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-offsets-per-trigger", type=int, help="records per micro-batch at most (0: no limit)")
     parser.add_argument("--watermark-delay", help="event-time watermark delay, e.g. '2 minutes'")
     parser.add_argument("--shuffle-partitions", type=int, help="state partitions (fixed once a checkpoint exists)")
+    parser.add_argument("--alert-rules", metavar="FILE", help="alert rules file (default conf/alerts.toml; '' = off)")
+    parser.add_argument("--prometheus-port", type=int, help="serve health metrics on this port (0 = off)")
     parser.add_argument("--available-now", action="store_true",
                         help="process everything in the topic now, then stop (backfills, tests)")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -67,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:
         config = load(args)
+        if config.alerts.rules_file:  # a bad rule ends here, in one line, before Spark starts
+            from interactions.alerting import load_rules
+            load_rules(config.alerts.rules_file)
         from interactions.preflight import check_services
         check_services(config)
     except ConfigError as exc:

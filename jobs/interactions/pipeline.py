@@ -5,20 +5,23 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Callable
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from conf import PipelineConfig
 from conf.loader import parse_duration_seconds
-from interactions import aggregates, parsing
+from interactions import aggregates, health, parsing, user_rate
+from interactions.alerting.monitor import AlertMonitor
 from interactions.sinks import mongo
 from interactions.source import kafka_records
 
 log = logging.getLogger(__name__)
 
 AGGREGATES, RECORDS, RECENT_USERS = "aggregates", "records", "recent_users"
+USER_RATE = "user_rate"  # only when an alert rule needs interactions per user per minute
 
 
 @dataclass(frozen=True)
@@ -33,16 +36,26 @@ class RunningPipeline:
     spark: SparkSession
     queries: list[StreamingQuery]
     listener: StreamingQueryListener
+    closers: list[Callable[[], None]] = field(default_factory=list)  # alerting, health endpoint: in this order
 
     def await_termination(self) -> None:
-        """Until every query has stopped (available-now runs stop by themselves); raises if one failed."""
-        for query in self.queries:
-            query.awaitTermination()
+        """Until every query has stopped (available-now runs stop by themselves); raises if one failed. Then
+        delivers the alert notifications still queued (bounded) and closes the health endpoint."""
+        try:
+            for query in self.queries:
+                query.awaitTermination()
+        finally:
+            self.close()
 
     def stop(self) -> None:
         for query in self.queries:
             query.stop()
         self.spark.streams.removeListener(self.listener)
+        self.close()
+
+    def close(self) -> None:
+        while self.closers:
+            self.closers.pop(0)()
 
 
 def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = RunMode()) -> RunningPipeline:
@@ -61,7 +74,14 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
     totals = aggregates.facet_totals(aggregates.facet_rows(events))
     recent = aggregates.recent_user_activity(events, job.recent_window, job.recent_slide)
 
-    listener = ProgressRecorder(store.uri, store.database)
+    monitor = AlertMonitor.from_config(config)  # None when no rules
+    metrics = health.PipelineHealth(store.uri, store.database,
+                                    parse_duration_seconds(config.health.metrics_retention),
+                                    config.health.prometheus_port, config.health.prometheus_host).start()
+    closers = ([monitor.close] if monitor else []) + [metrics.close]
+    if monitor is not None:
+        metrics.alert_states = monitor.firing
+    listener = ProgressRecorder(store.uri, store.database, metrics, monitor)
     spark.streams.addListener(listener)
 
     def trigger(writer):
@@ -72,7 +92,8 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
         totals.writeStream.queryName(AGGREGATES).outputMode("update")
         .option("checkpointLocation", os.path.join(job.checkpoint_dir, AGGREGATES))
         .foreachBatch(mongo.AggregatesSink(store.uri, store.database, store.write_batch_size,
-                                           job.top_n_users, job.top_n_items))).start()
+                                           job.top_n_users, job.top_n_items,
+                                           monitor.on_aggregates_batch if monitor else None))).start()
     records_query = trigger(
         aggregates.set_aside(parsed, job.archive_raw_events).writeStream.queryName(RECORDS).outputMode("append")
         .option("checkpointLocation", os.path.join(job.checkpoint_dir, RECORDS))
@@ -82,15 +103,25 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
         .option("checkpointLocation", os.path.join(job.checkpoint_dir, RECENT_USERS))
         .foreachBatch(mongo.RecentUsersSink(store.uri, store.database, job.top_n_users_last_hour,
                                             parse_duration_seconds(job.recent_window)))).start()
-    return RunningPipeline(spark, [aggregates_query, records_query, recent_query], listener)
+    queries = [aggregates_query, records_query, recent_query]
+    if monitor is not None and monitor.user_rate_window is not None:
+        queries.append(trigger(
+            user_rate.interactions_per_user(events, f"{int(monitor.user_rate_window.total_seconds())} seconds")
+            .writeStream.queryName(USER_RATE).outputMode("update")
+            .option("checkpointLocation", os.path.join(job.checkpoint_dir, USER_RATE))
+            .foreachBatch(user_rate.BusiestUsersFeed(monitor.on_busiest_users))).start())
+    return RunningPipeline(spark, queries, listener, closers)
 
 
 class ProgressRecorder(StreamingQueryListener):
     """Writes each finished batch's progress (rows, duration, watermark, late and duplicate rows) to MongoDB and
-    logs one line per batch."""
+    logs one line per batch; health figures go to `pipeline_metrics` and the Prometheus endpoint, and the records
+    query's dead-letter counts to the alert rules."""
 
-    def __init__(self, uri: str, database: str):
+    def __init__(self, uri: str, database: str, metrics: health.PipelineHealth | None = None,
+                 alerts: AlertMonitor | None = None):
         self.uri, self.database = uri, database
+        self.metrics, self.alerts = metrics, alerts
 
     def onQueryStarted(self, event) -> None:  # noqa: N802 (Spark's API)
         log.info("query %s started (id %s)", event.name, event.id)
@@ -103,15 +134,14 @@ class ProgressRecorder(StreamingQueryListener):
                 mongo.record_progress(client[self.database], name, progress, counts_totals=name == AGGREGATES)
         except Exception as exc:  # a health record must never stop the stream
             log.warning("could not record progress of %s batch %s: %s", name, progress.get("batchId"), exc)
-        operators = progress.get("stateOperators") or []
-        log.info("%s batch %s: %d rows in %d ms (%.0f rows/s), dropped by watermark %d, duplicates %d, "
-                 "watermark %s",
-                 name, progress.get("batchId"), progress.get("numInputRows", 0),
-                 (progress.get("durationMs") or {}).get("triggerExecution", 0),
-                 progress.get("processedRowsPerSecond") or 0.0,
-                 sum(op.get("numRowsDroppedByWatermark", 0) for op in operators),
-                 sum((op.get("customMetrics") or {}).get("numDroppedDuplicateRows", 0) for op in operators),
-                 (progress.get("eventTime") or {}).get("watermark", "-"))
+        try:
+            figures = self.metrics.record(name, progress) if self.metrics else health.batch_metrics(name, progress)
+            if self.alerts is not None and name == RECORDS and figures["dead_letters"] is not None:
+                self.alerts.on_records_batch(figures["batch_id"], figures["recorded_at"], figures["input_rows"],
+                                             figures["dead_letters"])
+            log.info("%s batch %s: %s", name, progress.get("batchId"), health.describe(figures))
+        except Exception as exc:  # health figures must never stop the stream
+            log.warning("no health figures for %s batch %s: %s", name, progress.get("batchId"), exc)
 
     def onQueryIdle(self, event) -> None:  # noqa: N802
         pass

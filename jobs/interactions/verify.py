@@ -371,15 +371,15 @@ def read_topic(bootstrap_servers: str, topic: str, timeout: float = 60.0) -> lis
 # ---- command line ------------------------------------------------------------------------------------------------
 
 def manifest_records(path: str) -> list[Record]:
-    """Records from a generator manifest (--emit-manifest): delivery order; the broker's timestamp is not in it,
-    so the time of reading stands in for it (only the 'too far in the future' rule uses it)."""
-    now = dt.datetime.now(UTC)
+    """Records from a generator manifest (--emit-manifest), with the broker timestamps its delivery reports gave."""
     out = []
     with open(path) as lines:
         for line in lines:
             if line.strip():
                 row = json.loads(line)
-                out.append(Record(row["payload"], row["partition"], row["offset"], now))
+                out.append(Record(row["payload"], row["partition"], row["offset"],
+                                  dt.datetime.fromtimestamp(row["timestamp"] / 1000, UTC)))
+    out.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
     return out
 
 

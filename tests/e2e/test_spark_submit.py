@@ -37,7 +37,7 @@ def test_spark_submit_fills_mongodb_with_numbers_that_match_the_events(kafka_bro
     subprocess.run([sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers,
                     "--topic", kafka_topic, "--count", "2000", "--rate", "max", "--seed", "5",
                     "--malformed-ratio", "0.02", "--progress-interval", "60"],
-                   check=True, timeout=120, capture_output=True)
+                   check=True, timeout=300, capture_output=True)
     result = spark_submit("--bootstrap-servers", kafka_broker.bootstrap_servers, "--topic", kafka_topic,
                           "--mongo-uri", mongo_server.uri, "--database", mongo_db.name,
                           "--checkpoint-dir", str(tmp_path / "checkpoint"), "--shuffle-partitions", "2",

@@ -13,6 +13,7 @@ from interactions.pipeline import RunMode, start_queries
 
 pytestmark = pytest.mark.integration
 # bookkeeping that names the micro-batch or the moment of writing, which differ between two runs by design
+LIVE_MANIFEST: list = []
 VOLATILE = {"updated_at", "processed_at", "batch_id", "dead_letters_batch", "late_events_batch", "duplicates_batch"}
 
 
@@ -37,13 +38,18 @@ def live(spark_session, kafka_broker, kafka_admin, mongo_server, mongo_client, t
     kafka_admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])[topic].result(timeout=60)
     produce = [sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers,
                "--topic", topic, "--rate", "max", "--users", "150", "--items", "40", "--progress-interval", "60"]
-    subprocess.run([*produce, "--count", "800", "--seed", "41"], check=True, timeout=120, capture_output=True)
+    manifests = tmp_path_factory.mktemp("manifests")
+    subprocess.run([*produce, "--count", "800", "--seed", "41", "--emit-manifest", str(manifests / "1.jsonl")],
+                   check=True, timeout=300, capture_output=True)
     database = f"live_{uuid.uuid4().hex[:8]}"
     checkpoint = tmp_path_factory.mktemp("live-checkpoint")
     run(spark_session, kafka_broker, topic, mongo_server, database, checkpoint)
     subprocess.run([*produce, "--count", "2500", "--seed", "42", "--late-ratio", "0.03", "--duplicate-ratio",
-                    "0.03", "--malformed-ratio", "0.03"], check=True, timeout=120, capture_output=True)
+                    "0.03", "--malformed-ratio", "0.03", "--emit-manifest", str(manifests / "2.jsonl")],
+                   check=True, timeout=300, capture_output=True)
     run(spark_session, kafka_broker, topic, mongo_server, database, checkpoint)
+    (manifests / "all.jsonl").write_text((manifests / "1.jsonl").read_text() + (manifests / "2.jsonl").read_text())
+    LIVE_MANIFEST.append(manifests / "all.jsonl")
     yield topic, database
     mongo_client.drop_database(database)
 
@@ -68,10 +74,10 @@ def test_a_backfill_from_a_timestamp_into_a_fresh_database_equals_the_live_resul
         mongo_client.drop_database(backfill_db)
 
 
-def verify(kafka_broker, topic, mongo_server, database) -> subprocess.CompletedProcess:
+def verify(kafka_broker, topic, mongo_server, database, *flags: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "interactions.verify", "--bootstrap-servers",
                            kafka_broker.bootstrap_servers, "--topic", topic, "--mongo-uri", mongo_server.uri,
-                           "--database", database], capture_output=True, text=True, timeout=120)
+                           "--database", database, *flags], capture_output=True, text=True, timeout=120)
 
 
 def test_verify_reports_a_clean_run_as_matching(live, kafka_broker, mongo_server):
@@ -80,6 +86,13 @@ def test_verify_reports_a_clean_run_as_matching(live, kafka_broker, mongo_server
     assert result.returncode == 0, result.stdout + result.stderr
     assert "verify: OK, every document matches" in result.stdout
     assert " late, " in result.stdout.splitlines()[0] and "dead-lettered" in result.stdout.splitlines()[0]
+
+
+def test_verify_from_the_generators_manifest_agrees(live, kafka_broker, mongo_server):
+    topic, database = live
+    result = verify(kafka_broker, topic, mongo_server, database, "--manifest", str(LIVE_MANIFEST[0]))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("verify: 3300 records")
 
 
 @pytest.fixture

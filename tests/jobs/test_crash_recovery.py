@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 def generate(kafka_broker, topic, *flags):
     subprocess.run([sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers,
                     "--topic", topic, "--rate", "max", "--progress-interval", "60", "--users", "400",
-                    "--items", "100", *flags], check=True, timeout=120, capture_output=True)
+                    "--items", "100", *flags], check=True, timeout=300, capture_output=True)
 
 
 class Job:

@@ -29,7 +29,7 @@ def generate(kafka_broker, topic, *flags: str) -> None:
     """Run the generator as a user would; it exits when every message is acknowledged."""
     subprocess.run([sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers,
                     "--topic", topic, "--rate", "max", "--progress-interval", "60", *flags],
-                   check=True, timeout=120, capture_output=True)
+                   check=True, timeout=300, capture_output=True)
 
 
 def run_job_until_caught_up(spark_session, config) -> None:

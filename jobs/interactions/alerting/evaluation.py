@@ -121,7 +121,7 @@ class Evaluator:
     def restore(self, rule_name: str, alert_id: str, first_seen: dt.datetime, last_seen: dt.datetime) -> None:
         """Continue an alert that was firing when the job stopped (read back from the alert store)."""
         if rule_name in self._states:
-            self._states[rule_name].firing = _Firing(alert_id, first_seen, last_seen)
+            self._states[rule_name].firing = _Firing(alert_id, _utc(first_seen), _utc(last_seen))
 
     def firing(self) -> dict[str, bool]:
         return {name: state.firing is not None for name, state in self._states.items()}
@@ -236,6 +236,9 @@ def alert_id(rule_name: str, first_window: dt.datetime) -> str:
 
 
 def _floor(when: dt.datetime, step: dt.timedelta) -> dt.datetime:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return EPOCH + ((when - EPOCH) // step) * step
+    return EPOCH + ((_utc(when) - EPOCH) // step) * step
+
+
+def _utc(when: dt.datetime) -> dt.datetime:
+    """Naive datetimes (a MongoDB client without tz_aware) are UTC."""
+    return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when

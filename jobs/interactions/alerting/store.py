@@ -22,17 +22,19 @@ log = logging.getLogger(__name__)
 
 
 class AlertStore:
-    def __init__(self, db: Database):
+    def __init__(self, db: Database, owns_client: bool = False):
         self.db = db
         self.alerts = db[ALERTS]
+        self.owns_client = owns_client
 
     @classmethod
     def connect(cls, uri: str, database: str) -> "AlertStore":
         client: MongoClient = MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
-        return cls(client[database])
+        return cls(client[database], owns_client=True)
 
     def close(self) -> None:
-        self.db.client.close()
+        if self.owns_client:
+            self.db.client.close()
 
     def ensure_indexes(self) -> None:
         self.alerts.create_index([("state", ASCENDING), ("rule", ASCENDING)])
@@ -50,7 +52,7 @@ class AlertStore:
                 "threshold": rule.threshold, "window": rule.window_text, "description": rule.description,
                 "window_start": t.window_start, "window_end": t.window_end, "first_seen": t.first_seen,
                 "state": FIRING, "opened_at": now},
-            "$max": {"last_seen": t.last_seen},
+            "$max": {"last_seen": t.last_seen, "peak_value": t.value},
             "$set": {"value": t.value, "subject": t.subject, "updated_at": now}}, upsert=True)
 
     def touch(self, t: Transition, now: dt.datetime) -> None:

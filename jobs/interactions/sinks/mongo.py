@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pymongo import ASCENDING, DESCENDING, InsertOne, MongoClient, ReplaceOne, UpdateOne
 from pymongo.database import Database
@@ -66,9 +66,11 @@ def with_epoch_micros(frame: DataFrame) -> DataFrame:
 class AggregatesSink:
     """foreachBatch sink of the aggregates query."""
 
-    def __init__(self, uri: str, database: str, write_batch_size: int, top_users: int, top_items: int):
+    def __init__(self, uri: str, database: str, write_batch_size: int, top_users: int, top_items: int,
+                 on_batch: Callable[[DataFrame, int], None] | None = None):
         self.uri, self.database, self.write_batch_size = uri, database, write_batch_size
         self.top_users, self.top_items = top_users, top_items
+        self.on_batch = on_batch  # gets the cached batch after it is written (alerting); must not raise
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = dt.datetime.now(dt.timezone.utc)
@@ -81,6 +83,8 @@ class AggregatesSink:
                 .sum()
             # one small driver-side read: this batch's best candidates per facet, and the global row
             users, items, global_rows = _candidates_and_global(rows, self.top_users, self.top_items)
+            if self.on_batch is not None:  # while the batch is still cached
+                self.on_batch(rows, batch_id)
         finally:
             rows.unpersist()
         with client(self.uri) as mongo:

@@ -1,0 +1,300 @@
+"""The Kafka edge: topic creation, a throughput-tuned producer, pacing, delivery accounting and the manifest.
+
+The only module of the generator that talks to Kafka. One `run_producer` call is one producer process's whole run.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, TextIO
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from generator.faults import DEFECTS
+from generator.pacing import Schedule
+from generator.settings import StreamSettings
+from generator.stream import KINDS, MessageStream
+
+log = logging.getLogger("generator")
+
+TICK_S = 0.005            # pacing granularity: a batch goes out at most every tick
+MAX_BATCH = 5_000         # messages generated and handed to librdkafka between polls
+MAX_BACKLOG_S = 1.0       # falling further behind than this (machine too slow) drops the debt instead of racing
+
+
+class BrokerUnreachable(ConnectionError):
+    """The broker did not answer in time; the message is one line for the user."""
+
+
+def producer_config(bootstrap_servers: str, compression: str = "none",
+                    overrides: dict[str, str] | None = None) -> dict:
+    """librdkafka settings for throughput: big batches, a short linger, a deep local queue, idempotent delivery.
+
+    Idempotence makes librdkafka's internal retries invisible to consumers, so the manifest (acknowledged messages)
+    equals what the topic holds.
+    """
+    config = {
+        "bootstrap.servers": bootstrap_servers,
+        "linger.ms": 20,
+        "batch.size": 1_000_000,
+        "batch.num.messages": 10_000,
+        "queue.buffering.max.messages": 1_000_000,
+        "queue.buffering.max.kbytes": 1_048_576,
+        "compression.type": compression,
+        "enable.idempotence": True,
+        "acks": "all",
+        "message.timeout.ms": 60_000,
+        "socket.connection.setup.timeout.ms": 10_000,
+        "log.connection.close": False,
+    }
+    config.update(overrides or {})
+    return config
+
+
+def _quiet_client_config(bootstrap_servers: str, timeout_s: float) -> dict:
+    return {"bootstrap.servers": bootstrap_servers, "log_level": 0, "log.connection.close": False,
+            "socket.connection.setup.timeout.ms": max(1000, int(timeout_s * 1000))}
+
+
+def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, timeout_s: float = 10.0) -> bool:
+    """Create `topic` with `partitions` partitions unless it exists. True if created. Raises BrokerUnreachable."""
+    admin = AdminClient(_quiet_client_config(bootstrap_servers, timeout_s))
+    deadline = time.monotonic() + timeout_s
+    try:
+        metadata = admin.list_topics(timeout=timeout_s)
+    except KafkaException:
+        raise BrokerUnreachable(f"cannot reach Kafka at {bootstrap_servers} within {timeout_s:g} s") from None
+    if topic in metadata.topics and not metadata.topics[topic].error:
+        existing = len(metadata.topics[topic].partitions)
+        if existing != partitions:
+            log.info("topic %s exists with %d partitions (--partitions %d not applied)", topic, existing, partitions)
+        return False
+    future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=-1)],
+                                 operation_timeout=max(1.0, deadline - time.monotonic()))[topic]
+    try:
+        future.result(timeout=max(1.0, deadline - time.monotonic()))
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+            return False
+        raise BrokerUnreachable(f"cannot create topic {topic} at {bootstrap_servers}: "
+                                f"{error.str() if isinstance(error, KafkaError) else exc}") from None
+    except TimeoutError:
+        raise BrokerUnreachable(f"creating topic {topic} at {bootstrap_servers} timed out after {timeout_s:g} s") \
+            from None
+    # Wait until the new topic's partitions have leaders, so the first messages do not wait on metadata.
+    while time.monotonic() < deadline:
+        topic_meta = admin.list_topics(topic, timeout=max(0.5, deadline - time.monotonic())).topics.get(topic)
+        if topic_meta and not topic_meta.error and len(topic_meta.partitions) == partitions \
+                and all(p.leader >= 0 for p in topic_meta.partitions.values()):
+            break
+        time.sleep(0.05)
+    log.info("created topic %s with %d partitions", topic, partitions)
+    return True
+
+
+class DeliveryLedger:
+    """Counts delivery reports per kind and, with a manifest, writes one JSON line per acknowledged message.
+
+    One precreated callback per (kind, defect), so the hot loop allocates nothing per message. Callbacks run inside
+    poll()/flush() on the producing thread, so plain list counters are safe.
+    """
+
+    def __init__(self, manifest: TextIO | None = None) -> None:
+        self.acked = [0] * len(KINDS)
+        self.failed = [0] * len(KINDS)
+        self.first_error: str | None = None
+        self._manifest = manifest
+        self.callbacks: dict[tuple[str, str | None], Callable] = {}
+        for index, kind in enumerate(KINDS):
+            for defect in (DEFECTS if kind == "malformed" else (None,)):
+                self.callbacks[kind, defect] = self._callback(index, kind, defect)
+
+    def _callback(self, index: int, kind: str, defect: str | None) -> Callable:
+        acked, failed = self.acked, self.failed
+        if self._manifest is None:
+            def on_delivery(err, msg) -> None:
+                if err is None:
+                    acked[index] += 1
+                else:
+                    failed[index] += 1
+                    self._note(err)
+            return on_delivery
+
+        write, dumps = self._manifest.write, json.dumps
+        template = ('{"kind":"%s","key":%%s,"partition":%%d,"offset":%%d,"timestamp":%%d,"payload":%%s%s}\n'
+                    % (kind, ',"defect":"%s"' % defect if defect else ""))
+
+        def on_delivery_with_manifest(err, msg) -> None:
+            if err is None:
+                acked[index] += 1
+                write(template % (dumps(msg.key().decode()), msg.partition(), msg.offset(), msg.timestamp()[1],
+                                  dumps(msg.value().decode("utf-8", "replace"))))
+            else:
+                failed[index] += 1
+                self._note(err)
+        return on_delivery_with_manifest
+
+    def _note(self, err: KafkaError) -> None:
+        if self.first_error is None:
+            self.first_error = err.str()
+            log.warning("delivery failed: %s", self.first_error)
+
+
+@dataclass(frozen=True)
+class ProducerPlan:
+    """Everything one producer process needs (picklable: it crosses into child processes)."""
+
+    settings: StreamSettings           # resolved seed
+    bootstrap_servers: str
+    topic: str
+    process_index: int = 0
+    processes: int = 1
+    count: int | None = None           # messages this process sends (None = unbounded)
+    duration: float | None = None      # seconds (None = unbounded)
+    compression: str = "none"
+    producer_overrides: dict[str, str] = field(default_factory=dict)
+    manifest_path: str | None = None
+    flush_timeout: float = 60.0
+    verbose: bool = False              # show librdkafka's own log
+
+
+@dataclass
+class ProducerTotals:
+    sent: int = 0
+    acked: list[int] = field(default_factory=lambda: [0] * len(KINDS))
+    failed: list[int] = field(default_factory=lambda: [0] * len(KINDS))
+    in_flight: int = 0
+    elapsed: float = 0.0
+    first_error: str | None = None
+
+
+class Stop:
+    """Set by a signal handler; the send loop checks it every tick. A second signal stops waiting for the flush."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def set(self, *_: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+
+def run_producer(plan: ProducerPlan, stop: Stop, on_tick: Callable[[ProducerTotals], None] | None = None,
+                 tick_every: float = 0.5, on_ready: Callable[[], None] | None = None) -> ProducerTotals:
+    """Send the plan's messages at its rate until count, duration or stop; flush; return the totals.
+
+    `on_ready` runs once the model and the producer are built, just before the clock starts (parallel producers
+    use it to start together); `on_tick` gets the running totals every `tick_every` seconds.
+    """
+    settings = plan.settings
+    stream = MessageStream(settings, plan.process_index, plan.processes)
+    schedule = Schedule(settings.rate / plan.processes, settings.bursts)
+    manifest = open(plan.manifest_path, "w", buffering=1 << 20) if plan.manifest_path else None
+    ledger = DeliveryLedger(manifest)
+    kafka_log = logging.getLogger("generator.librdkafka")
+    last_error_log = [0.0]
+
+    def on_error(err: KafkaError) -> None:  # broker down etc.: librdkafka keeps retrying; say so now and then
+        now = time.monotonic()
+        if now - last_error_log[0] > 10:
+            last_error_log[0] = now
+            log.warning("kafka: %s", err.str())
+
+    config = producer_config(plan.bootstrap_servers, plan.compression, plan.producer_overrides)
+    config.update({"logger": kafka_log, "error_cb": on_error})
+    producer = Producer(config)
+    produce, poll = producer.produce, producer.poll
+    callbacks = ledger.callbacks
+    valid_callback = callbacks["valid", None]
+    topic = plan.topic
+    limit = plan.count if plan.count is not None else math.inf
+    duration = plan.duration if plan.duration is not None else math.inf
+    rate = schedule.rate
+    max_backlog = max(1.0, rate * MAX_BACKLOG_S) if math.isfinite(rate) else math.inf
+    max_batch = MAX_BATCH if not math.isfinite(rate) else int(min(MAX_BATCH, max(1.0, rate * 0.02)))
+    max_batch = max(max_batch, 1)
+
+    if on_ready is not None:
+        on_ready()
+    totals = ProducerTotals()
+    sent = 0
+    skipped = 0.0   # events of the schedule given up on because the machine could not keep up
+    started = time.monotonic()
+    next_tick = started + tick_every
+    try:
+        while sent < limit and not stop.requested:
+            now = time.monotonic()
+            elapsed = now - started
+            if elapsed >= duration:
+                elapsed = duration  # send what was due by the end (a finite rate gives exactly rate x duration)
+                if math.isinf(rate) or schedule.due(duration) + 1e-6 - skipped - sent < 1:
+                    break
+            backlog = schedule.due(elapsed) + 1e-6 - skipped - sent  # 1e-6: 1000/3 * 3 s must give 1000
+            if backlog > max_backlog:
+                skipped += backlog - max_backlog
+                backlog = max_backlog
+            if backlog < 1:
+                poll(TICK_S)  # nothing due yet: serve delivery reports for a tick (batches, not a sleep per event)
+            else:
+                n = int(min(backlog, max_batch, limit - sent))
+                for i, (kind, key, payload, defect) in enumerate(stream.take(n, time.time())):
+                    callback = valid_callback if kind == "valid" else callbacks[kind, defect]
+                    try:
+                        produce(topic, payload, key, -1, callback)
+                    except BufferError:  # local queue full: let librdkafka drain it, then retry
+                        if not _produce_when_room(producer, topic, payload, key, callback, stop):
+                            n = i  # stopped while the broker is not taking messages: the rest is not sent
+                            break
+                sent += n
+                poll(0)
+            if on_tick is not None and now >= next_tick:
+                next_tick = now + tick_every
+                totals.sent, totals.acked, totals.failed = sent, ledger.acked, ledger.failed
+                totals.in_flight, totals.elapsed = len(producer), time.monotonic() - started
+                on_tick(totals)
+    except KeyboardInterrupt:  # a second signal while sending: go straight to the flush
+        pass
+    finally:
+        try:
+            remaining = producer.flush(plan.flush_timeout)
+        except KeyboardInterrupt:  # a second Ctrl-C/SIGTERM: stop waiting for deliveries
+            remaining = len(producer)
+        totals.elapsed = time.monotonic() - started
+        # Every message librdkafka accepted is now acked, failed or still queued (exact even after an interrupt).
+        totals.sent = sum(ledger.acked) + sum(ledger.failed) + remaining
+        totals.acked, totals.failed = ledger.acked, ledger.failed
+        totals.in_flight, totals.first_error = remaining, ledger.first_error
+        if manifest is not None:
+            manifest.close()
+    return totals
+
+
+def _produce_when_room(producer: Producer, topic: str, payload: str, key: str, callback: Callable,
+                       stop: Stop) -> bool:
+    """Retry until librdkafka's queue has room; False if a stop is requested meanwhile (the message is dropped)."""
+    while not stop.requested:
+        producer.poll(0.05)
+        try:
+            producer.produce(topic, payload, key, -1, callback)
+            return True
+        except BufferError:
+            continue
+    return False
+
+
+def concatenate(parts: list[str], target: str) -> None:
+    """Join per-process manifests into one file (in process order) and remove the parts."""
+    with open(target, "wb") as out:
+        for part in parts:
+            if os.path.exists(part):
+                with open(part, "rb") as src:
+                    while chunk := src.read(1 << 20):
+                        out.write(chunk)
+                os.remove(part)

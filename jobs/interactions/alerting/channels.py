@@ -1,0 +1,188 @@
+"""Where notifications go: a structured log line, an HTTP webhook (JSON POST), email over SMTP.
+
+Delivery never blocks the stream: `Notifier.send` puts the notification on one bounded queue per channel and
+returns; a daemon thread per channel delivers it, retrying a failure with exponential backoff (logged each time),
+and reports the outcome (sent / failed / dropped, attempts, last error) to a callback that records it. A full
+queue drops the notification with an error line instead of waiting. A slow or dead channel delays only itself.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import smtplib
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any, Callable, Protocol
+
+log = logging.getLogger(__name__)
+
+MAX_BACKOFF_S = 60.0
+SENT, FAILED, DROPPED = "sent", "failed", "dropped"
+
+
+@dataclass(frozen=True)
+class Notification:
+    alert_id: str
+    kind: str                # "firing" | "resolved"
+    payload: dict[str, Any]  # JSON-able: what the webhook posts and the log line shows
+
+    def headline(self) -> str:
+        p = self.payload
+        subject = f" ({p['subject']})" if p.get("subject") else ""
+        value = "-" if p.get("value") is None else f"{p['value']:g}"
+        return (f"[{self.kind.upper()}] {p['rule']}: {p['metric']} {value}{subject} "
+                f"{p['comparison']} {p['threshold']:g} in the window from {p['window_start']}")
+
+
+class Channel(Protocol):
+    name: str
+
+    def deliver(self, notification: Notification) -> None:
+        """Deliver once; raise on failure (the notifier retries)."""
+
+
+class LogChannel:
+    """One JSON line per notification on the `interactions.alerts` logger (warning when firing)."""
+    name = "log"
+
+    def __init__(self) -> None:
+        self.logger = logging.getLogger("interactions.alerts")
+
+    def deliver(self, notification: Notification) -> None:
+        level = logging.WARNING if notification.kind == "firing" else logging.INFO
+        self.logger.log(level, "ALERT %s", json.dumps({"state": notification.kind, **notification.payload},
+                                                      sort_keys=True, default=str))
+
+
+class WebhookChannel:
+    name = "webhook"
+
+    def __init__(self, url: str, timeout_s: float = 10.0):
+        self.url, self.timeout_s = url, timeout_s
+
+    def deliver(self, notification: Notification) -> None:
+        body = json.dumps({"state": notification.kind, **notification.payload}, default=str).encode()
+        request = urllib.request.Request(self.url, data=body, method="POST", headers={
+            "Content-Type": "application/json", "User-Agent": "interaction-analytics-alerts"})
+        with urllib.request.urlopen(request, timeout=self.timeout_s) as response:  # raises on 4xx/5xx
+            response.read()
+
+
+class EmailChannel:
+    name = "email"
+
+    def __init__(self, host: str, port: int, sender: str, recipients: list[str], starttls: bool = False,
+                 username: str = "", password: str = "", timeout_s: float = 10.0):
+        self.host, self.port, self.sender, self.recipients = host, port, sender, recipients
+        self.starttls, self.username, self.password, self.timeout_s = starttls, username, password, timeout_s
+
+    def deliver(self, notification: Notification) -> None:
+        message = EmailMessage()
+        message["Subject"] = notification.headline()
+        message["From"] = self.sender
+        message["To"] = ", ".join(self.recipients)
+        message["X-Alert-Id"] = notification.alert_id
+        lines = [notification.headline(), ""] + [f"{k}: {v}" for k, v in sorted(notification.payload.items())]
+        message.set_content("\n".join(lines) + "\n")
+        with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
+            if self.starttls:
+                smtp.starttls()
+            if self.username:
+                smtp.login(self.username, self.password)
+            smtp.send_message(message)
+
+
+ResultCallback = Callable[[Notification, str, str, int, "str | None"], None]
+
+
+class Notifier:
+    """Fan-out to channels through bounded queues; `send` never blocks, `close` drains with a deadline."""
+
+    def __init__(self, channels: list[Channel], attempts: int = 5, backoff_s: float = 1.0, queue_size: int = 1000,
+                 on_result: ResultCallback | None = None):
+        self.attempts, self.backoff_s = max(1, attempts), backoff_s
+        self.on_result = on_result
+        self._closing = threading.Event()
+        self._abort = threading.Event()
+        self._workers = [_ChannelWorker(self, channel, queue_size) for channel in channels]
+
+    @property
+    def channel_names(self) -> list[str]:
+        return [w.channel.name for w in self._workers]
+
+    def send(self, notification: Notification) -> None:
+        for worker in self._workers:
+            worker.submit(notification)
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Deliver what is queued (retries included) for at most timeout_s, then give up on the rest."""
+        self._closing.set()
+        deadline = time.monotonic() + timeout_s
+        for worker in self._workers:
+            worker.thread.join(max(0.0, deadline - time.monotonic()))
+        self._abort.set()
+        for worker in self._workers:
+            worker.thread.join(1.0)
+
+    def _report(self, notification: Notification, channel: str, status: str, attempts: int,
+                error: str | None) -> None:
+        if self.on_result is None:
+            return
+        try:
+            self.on_result(notification, channel, status, attempts, error)
+        except Exception as exc:  # recording the outcome is best effort; the delivery itself happened or not
+            log.warning("could not record the %s delivery of alert %s: %s", channel, notification.alert_id, exc)
+
+
+class _ChannelWorker:
+    def __init__(self, notifier: Notifier, channel: Channel, queue_size: int):
+        self.notifier, self.channel = notifier, channel
+        self.queue: queue.Queue[Notification] = queue.Queue(maxsize=max(1, queue_size))
+        self.thread = threading.Thread(target=self._run, name=f"alert-{channel.name}", daemon=True)
+        self.thread.start()
+
+    def submit(self, notification: Notification) -> None:
+        try:
+            self.queue.put_nowait(notification)
+        except queue.Full:
+            log.error("alert channel %s: %d notifications waiting, dropping %s %s", self.channel.name,
+                      self.queue.qsize(), notification.kind, notification.alert_id)
+            self.notifier._report(notification, self.channel.name, DROPPED, 0, "queue full")
+
+    def _run(self) -> None:
+        notifier = self.notifier
+        while True:
+            try:
+                notification = self.queue.get(timeout=0.1)
+            except queue.Empty:
+                if notifier._closing.is_set():
+                    return
+                continue
+            self._deliver(notification)
+
+    def _deliver(self, notification: Notification) -> None:
+        notifier, name = self.notifier, self.channel.name
+        for attempt in range(1, notifier.attempts + 1):
+            try:
+                self.channel.deliver(notification)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                if attempt == notifier.attempts or notifier._abort.is_set():
+                    log.error("alert channel %s: giving up on %s %s after %d attempts: %s", name,
+                              notification.kind, notification.alert_id, attempt, error)
+                    notifier._report(notification, name, FAILED, attempt, error)
+                    return
+                delay = min(MAX_BACKOFF_S, notifier.backoff_s * 2 ** (attempt - 1))
+                log.warning("alert channel %s: attempt %d/%d for %s %s failed (%s); retrying in %.1f s", name,
+                            attempt, notifier.attempts, notification.kind, notification.alert_id, error, delay)
+                notifier._abort.wait(delay)
+            else:
+                if attempt > 1:
+                    log.info("alert channel %s: %s %s delivered on attempt %d", name, notification.kind,
+                             notification.alert_id, attempt)
+                notifier._report(notification, name, SENT, attempt, None)
+                return

@@ -1,0 +1,176 @@
+"""The job's alerting, driver side: each micro-batch's fresh figures -> rule evaluation -> `alerts` -> channels.
+
+Fed from inside the job (no polling service): the aggregates sink hands over its batch (the minute_counts rows it
+just wrote), the per-user rate query its busiest user per window, the progress listener each batch of the records
+query (records read, dead letters). Every entry point logs and swallows its own errors: alerting never stops or
+slows the stream beyond one small collect and a few small writes per batch.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from interactions.alerting.channels import Channel, EmailChannel, LogChannel, Notification, Notifier, WebhookChannel
+from interactions.alerting.evaluation import DEFAULT_GRACE, EPOCH, FIRING, ONGOING, RESOLVED, Evaluator, Transition
+from interactions.alerting.rules import RuleSet, load_rules
+from interactions.alerting.store import AlertStore
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from conf import PipelineConfig
+
+log = logging.getLogger(__name__)
+CLOSE_TIMEOUT_S = 15.0
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class AlertMonitor:
+    def __init__(self, rules: RuleSet, store: AlertStore, channels: list[Channel], attempts: int = 5,
+                 backoff_s: float = 1.0, queue_size: int = 1000,
+                 clock: Callable[[], dt.datetime] = _utcnow, grace: dt.timedelta = DEFAULT_GRACE):
+        self.rules, self.store, self.clock = rules, store, clock
+        self.evaluator = Evaluator(rules, grace)
+        self.notifier = Notifier(channels, attempts, backoff_s, queue_size, on_result=self._record_delivery)
+        self._lock = threading.Lock()
+        self._closed = False
+        for alert in store.firing():  # continue what was firing when the job stopped
+            self.evaluator.restore(alert["rule"], alert["_id"], alert["first_seen"], alert["last_seen"])
+
+    @classmethod
+    def from_config(cls, config: "PipelineConfig") -> "AlertMonitor | None":
+        """None when alerting is off (no rules file, or no rule in it)."""
+        settings = config.alerts
+        if not settings.rules_file:
+            return None
+        rules = load_rules(settings.rules_file)
+        if not rules.rules:
+            return None
+        store = AlertStore.connect(config.mongo.uri, config.mongo.database)
+        store.ensure_indexes()
+        from conf.loader import parse_duration_seconds
+
+        monitor = cls(rules, store, channels_from_config(settings), settings.retry_attempts,
+                      parse_duration_seconds(settings.retry_backoff), settings.queue_size)
+        log.info("alerting: %d rules from %s (%s); channels %s", len(rules.rules), rules.path,
+                 ", ".join(r.name for r in rules.rules), ", ".join(monitor.notifier.channel_names))
+        return monitor
+
+    @property
+    def user_rate_window(self) -> dt.timedelta | None:
+        return self.rules.user_rate_window
+
+    # -- figures in (called from the job's foreachBatch functions and its progress listener) ---------------------
+
+    def on_aggregates_batch(self, rows: "DataFrame", batch_id: int) -> None:
+        """Hook of AggregatesSink: `rows` is the batch's cached facet totals (timestamps as epoch micros)."""
+        try:
+            minutes = minute_rows(rows)
+            self._run(lambda now: self.evaluator.observe_minutes(minutes, now), "aggregates", batch_id)
+        except Exception as exc:
+            log.warning("alerting: aggregates batch %d not evaluated: %s", batch_id, exc)
+
+    def on_busiest_users(self, rows: Iterable[tuple[dt.datetime, str, int]], batch_id: int) -> None:
+        try:
+            self._run(lambda now: self.evaluator.observe_busiest_users(rows, now), "user_rate", batch_id)
+        except Exception as exc:
+            log.warning("alerting: user-rate batch %d not evaluated: %s", batch_id, exc)
+
+    def on_records_batch(self, batch_id: int, processed_at: dt.datetime, records: int, dead_letters: int) -> None:
+        try:
+            self._run(lambda now: self.evaluator.observe_records_batch(batch_id, processed_at, records,
+                                                                       dead_letters), "records", batch_id)
+        except Exception as exc:
+            log.warning("alerting: records batch %d not evaluated: %s", batch_id, exc)
+
+    def firing(self) -> dict[str, bool]:
+        with self._lock:
+            return self.evaluator.firing()
+
+    def close(self, timeout_s: float = CLOSE_TIMEOUT_S) -> None:
+        """Deliver what is queued (bounded), then release the store."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.notifier.close(timeout_s)
+        self.store.close()
+
+    # -- effects --------------------------------------------------------------------------------------------------
+
+    def _run(self, evaluate: Callable[[dt.datetime], list[Transition]], query: str, batch_id: int) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            for transition in evaluate(self.clock()):
+                self._apply(transition, query, batch_id)
+
+    def _apply(self, t: Transition, query: str, batch_id: int) -> None:
+        now = self.clock()
+        if t.kind == FIRING:
+            self.store.open(t, now)
+            log.warning("alert %s firing: %s = %s (%s) [%s batch %d]", t.alert_id, t.rule.metric, _num(t.value),
+                        t.rule.summary(), query, batch_id)
+            self._notify(t, FIRING, now)
+        elif t.kind == ONGOING:
+            self.store.touch(t, now)
+        elif t.kind == RESOLVED:
+            self.store.resolve(t, now)
+            log.info("alert %s resolved: %s = %s in the window from %s, clear for %s [%s batch %d]", t.alert_id,
+                     t.rule.metric, _num(t.value), _iso(t.window_start), t.window_start - t.last_seen, query,
+                     batch_id)
+            self._notify(t, RESOLVED, now)
+
+    def _notify(self, t: Transition, kind: str, now: dt.datetime) -> None:
+        if not self.store.claim_notification(t.alert_id, kind, now):
+            log.info("alert %s: %s notification already sent (a replayed batch)", t.alert_id, kind)
+            return
+        self.notifier.send(Notification(t.alert_id, kind, payload(t)))
+
+    def _record_delivery(self, n: Notification, channel: str, status: str, attempts: int, error: str | None) -> None:
+        self.store.record_delivery(n.alert_id, n.kind, channel, status, attempts, error, self.clock())
+
+
+def channels_from_config(settings: Any) -> list[Channel]:
+    channels: list[Channel] = [LogChannel()]
+    if settings.webhook_url:
+        channels.append(WebhookChannel(settings.webhook_url))
+    if settings.smtp_host:
+        recipients = [r.strip() for r in settings.smtp_recipients.split(",") if r.strip()]
+        channels.append(EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_sender, recipients,
+                                     settings.smtp_starttls, settings.smtp_username, settings.smtp_password))
+    return channels
+
+
+def payload(t: Transition) -> dict[str, Any]:
+    """What a notification says (the webhook's JSON body, the log line, the email's lines)."""
+    rule = t.rule
+    return {"alert_id": t.alert_id, "rule": rule.name, "description": rule.description, "metric": rule.metric,
+            "comparison": rule.comparison, "threshold": rule.threshold, "window": rule.window_text,
+            "window_start": _iso(t.window_start), "window_end": _iso(t.window_end), "value": t.value,
+            "subject": t.subject, "first_seen": _iso(t.first_seen), "last_seen": _iso(t.last_seen)}
+
+
+def minute_rows(rows: "DataFrame") -> list[tuple[dt.datetime, str, str, int, float]]:
+    """The minute_counts facet of an aggregates batch (a few dozen rows per changed minute), collected."""
+    from pyspark.sql import functions as F
+
+    from interactions.aggregates import MINUTE
+
+    picked = rows.where(F.col("facet") == MINUTE).select("bucket", "facet_type", "facet_platform", "interactions",
+                                                          "revenue").collect()
+    return [(EPOCH + dt.timedelta(microseconds=r["bucket"]), r["facet_type"], r["facet_platform"],
+             int(r["interactions"]), float(r["revenue"] or 0.0)) for r in picked]
+
+
+def _iso(when: dt.datetime) -> str:
+    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
