@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import StringType
+from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
 
-from interactions.schema import EVENT_SCHEMA, INTERACTION_TYPES, ITEM_INTERACTIONS, PLATFORMS, REQUIRED_FIELDS
+from interactions.schema import FIELD_TYPES, INTERACTION_TYPES, ITEM_INTERACTIONS, PLATFORMS, REQUIRED_FIELDS
+
+_SPARK_TYPES = {"string": StringType(), "double": DoubleType(), "long": LongType()}
+EVENT_SCHEMA = StructType([StructField(name, _SPARK_TYPES[kind]) for name, kind in FIELD_TYPES.items()])
 
 # ISO-8601 with a literal Z or an offset, seconds optional fraction; anything else is a dead letter.
 EVENT_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"

@@ -13,8 +13,6 @@ event_time is ISO-8601 in UTC with milliseconds. Revenue of a purchase is price 
 """
 from __future__ import annotations
 
-from pyspark.sql.types import DoubleType, LongType, StringType, StructField, StructType
-
 INTERACTION_TYPES: tuple[str, ...] = ("login", "logout", "view", "click", "scroll", "add_to_cart", "purchase")
 ITEM_INTERACTIONS: frozenset[str] = frozenset({"view", "click", "scroll", "add_to_cart", "purchase"})
 PLATFORMS: tuple[str, ...] = ("web", "ios", "android")
@@ -22,17 +20,11 @@ PLATFORMS: tuple[str, ...] = ("web", "ios", "android")
 REQUIRED_FIELDS: tuple[str, ...] = (
     "event_id", "user_id", "interaction_type", "platform", "session_id", "event_time")
 
-# Everything is read as its JSON type; event_time stays a string here and is parsed (strictly) in parsing.py so that
-# a bad timestamp becomes a dead letter with a reason instead of a silent null.
-EVENT_SCHEMA = StructType([
-    StructField("event_id", StringType()),
-    StructField("user_id", StringType()),
-    StructField("item_id", StringType()),
-    StructField("interaction_type", StringType()),
-    StructField("platform", StringType()),
-    StructField("session_id", StringType()),
-    StructField("event_time", StringType()),
-    StructField("price", DoubleType()),
-    StructField("quantity", LongType()),
-    StructField("country", StringType()),
-])
+# Field -> JSON type, in the order of the example above. Pure Python on purpose: the generator imports this module
+# without needing Spark; parsing.py turns it into Spark's StructType. event_time stays a string there and is parsed
+# strictly, so that a bad timestamp becomes a dead letter with a reason instead of a silent null.
+FIELD_TYPES: dict[str, str] = {
+    "event_id": "string", "user_id": "string", "item_id": "string", "interaction_type": "string",
+    "platform": "string", "session_id": "string", "event_time": "string", "price": "double", "quantity": "long",
+    "country": "string",
+}
