@@ -1,0 +1,101 @@
+"""One Superset per test session, provisioned by `superset/provision` exactly as a user runs it, on a free port with
+its own data directory and secrets, reading a database of the session's MongoDB that holds known aggregates.
+
+Superset runs from superset/.venv (installed by the provisioning if missing); the tests talk to it over HTTP only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from stack import free_port
+from superset_aggregates import KnownAggregates, build, utcnow
+
+ROOT = Path(__file__).resolve().parents[2]
+PROVISION = ROOT / "superset" / "provision"
+PROVISION_TIMEOUT_S = 900  # a first run installs Superset (~2 min) and initialises its metadata DB (~40 s)
+
+
+@dataclass
+class SupersetUnderTest:
+    url: str
+    username: str
+    password: str
+    data_dir: Path
+    aggregates: KnownAggregates
+
+    def login(self) -> "SupersetApi":
+        api = SupersetApi(self.url)
+        token = api.call("POST", "/api/v1/security/login",
+                         {"username": self.username, "password": self.password, "provider": "db", "refresh": False})
+        api.token = token["access_token"]
+        return api
+
+
+class SupersetApi:
+    """Superset's REST API with a JWT, as a script or another service would use it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.token: str | None = None
+
+    def call(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"{method} {path} -> {exc.code}: {exc.read().decode(errors='replace')[:1500]}") \
+                from None
+
+
+@pytest.fixture(scope="session")
+def superset(mongo_server, mongo_client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SupersetUnderTest]:
+    """A running Superset whose dashboard reads a fresh database of known aggregates.
+
+    It is first provisioned against another (empty) database, then stopped and started against the one with the
+    aggregates, as a user re-points it: every start must re-apply the bundle and its connection URI, so the data
+    tests fail if a restart kept the old connection.
+    """
+    data_dir = tmp_path_factory.mktemp("superset")
+    database = f"superset_{uuid.uuid4().hex[:8]}"
+    aggregates = build(utcnow())
+    for name, documents in aggregates.collections().items():
+        mongo_client[database][name].insert_many(documents)
+
+    password = secrets.token_urlsafe(12)
+    env = {"SUPERSET_SECRET_KEY": secrets.token_urlsafe(32), "SUPERSET_ADMIN_PASSWORD": password}
+    port = free_port()
+    flags = ["--data-dir", str(data_dir), "--port", str(port), "--secrets-file", str(data_dir / "secrets.env"),
+             "--mongo-uri", mongo_server.uri]
+    try:
+        provision(["up", *flags, "--database", f"{database}_empty"], env)
+        provision(["stop", *flags], env)
+        provision(["start", *flags, "--database", database], env)
+        yield SupersetUnderTest(f"http://127.0.0.1:{port}", "admin", password, data_dir, aggregates)
+    finally:
+        provision(["stop", *flags], env)
+        mongo_client.drop_database(database)
+
+
+def provision(args: list[str], env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, str(PROVISION), *args], env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=PROVISION_TIMEOUT_S)
+    if result.returncode != 0:
+        pytest.fail(f"superset/provision {args[0]} failed (exit {result.returncode}):\n{result.stdout[-4000:]}",
+                    pytrace=False)

@@ -1,0 +1,162 @@
+"""Known aggregates for the dashboard tests, written the way docs/collections.md says the job writes them, and the
+numbers every chart must show, computed here in plain Python (independently of Superset, SQLite and pymongosql).
+
+Times are naive UTC datetimes, as pymongo returns BSON dates. The data sit around `written_at` so that the charts'
+relative time ranges ("the last 60 one-minute windows", "today") cut through them: some documents fall inside, some
+outside, and some exactly on a boundary.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import random
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+INTERACTION_TYPES = ("login", "logout", "view", "click", "scroll", "add_to_cart", "purchase")
+PLATFORMS = ("web", "ios", "android")
+FUNNEL = ("view", "add_to_cart", "purchase")
+MINUTES_WRITTEN = 75          # minute_counts: the current minute and the 74 before it (15 fall outside the last 60)
+HOURS_WRITTEN = 30            # hourly_counts: the current hour and 29 before it (always spans midnight)
+BATCH_INTERVAL = dt.timedelta(seconds=5)
+BATCHES_WRITTEN = 840         # 70 minutes of micro-batches
+LAST_WINDOWS = 60             # the charts' "last 60 one-minute windows"
+
+# Per-type weights that make the hourly data look like a shop (and keep the funnel a funnel).
+_HOURLY_BASE = {"login": 60, "logout": 55, "view": 400, "click": 260, "scroll": 190, "add_to_cart": 70,
+                "purchase": 25}
+_PLATFORM_FACTOR = {"web": 3, "ios": 2, "android": 1}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+def floor_minute(t: dt.datetime) -> dt.datetime:
+    return t.replace(second=0, microsecond=0)
+
+
+@dataclass
+class KnownAggregates:
+    written_at: dt.datetime
+    minute_counts: list[dict] = field(default_factory=list)
+    hourly_counts: list[dict] = field(default_factory=list)
+    top_users: list[dict] = field(default_factory=list)
+    top_items: list[dict] = field(default_factory=list)
+    totals: dict = field(default_factory=dict)
+    batches: list[dict] = field(default_factory=list)
+
+    def collections(self) -> dict[str, list[dict]]:
+        return {"minute_counts": self.minute_counts, "hourly_counts": self.hourly_counts,
+                "top_users": self.top_users, "top_items": self.top_items, "totals": [self.totals],
+                "batches": self.batches}
+
+    # --- what each chart must show -----------------------------------------------------------------------------
+
+    def events_per_minute(self, now: dt.datetime) -> dict[dt.datetime, dict[str, int]]:
+        """minute_counts: SUM(events) by window and type over the last 60 one-minute windows."""
+        out: dict[dt.datetime, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for doc in self._last_windows(now):
+            out[doc["window_start"]][doc["interaction_type"]] += doc["events"]
+        return {minute: dict(by_type) for minute, by_type in out.items()}
+
+    def purchases_per_minute(self, now: dt.datetime) -> dict[dt.datetime, int]:
+        out: dict[dt.datetime, int] = defaultdict(int)
+        for doc in self._last_windows(now):
+            if doc["interaction_type"] == "purchase":
+                out[doc["window_start"]] += doc["events"]
+        return dict(out)
+
+    def cumulative_events(self) -> list[tuple[dt.datetime, int]]:
+        """Running total of minute_counts events per minute, over everything written."""
+        per_minute: dict[dt.datetime, int] = defaultdict(int)
+        for doc in self.minute_counts:
+            per_minute[doc["window_start"]] += doc["events"]
+        running, out = 0, []
+        for minute in sorted(per_minute):
+            running += per_minute[minute]
+            out.append((minute, running))
+        return out
+
+    def events_by(self, key: str, only: tuple[str, ...] | None = None) -> dict[str, int]:
+        """hourly_counts: SUM(events) by `key` (interaction_type or platform), all time."""
+        out: dict[str, int] = defaultdict(int)
+        for doc in self.hourly_counts:
+            if only is None or doc["interaction_type"] in only:
+                out[doc[key]] += doc["events"]
+        return dict(out)
+
+    def events_today(self, now: dt.datetime) -> int:
+        """hourly_counts: SUM(events) of the windows that start today (UTC)."""
+        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        tomorrow = today + dt.timedelta(days=1)
+        return sum(doc["events"] for doc in self.hourly_counts if today <= doc["window_start"] < tomorrow)
+
+    def dead_letters_and_late(self, now: dt.datetime) -> dict[dt.datetime, tuple[int, int]]:
+        """batches: SUM(dead_letters), SUM(late_events) by processed_at minute, processed in the last 60 windows."""
+        start = floor_minute(now) - dt.timedelta(minutes=LAST_WINDOWS - 1)
+        out: dict[dt.datetime, list[int]] = defaultdict(lambda: [0, 0])
+        for doc in self.batches:
+            if start <= doc["processed_at"] < now:
+                sums = out[floor_minute(doc["processed_at"])]
+                sums[0] += doc["dead_letters"]
+                sums[1] += doc["late_events"]
+        return {minute: (dl, late) for minute, (dl, late) in out.items()}
+
+    def ranking(self, collection: str, scope: str, key: str) -> list[tuple[int, str, int]]:
+        docs = [doc for doc in getattr(self, collection) if doc["scope"] == scope]
+        return [(doc["rank"], doc[key], doc["interactions"]) for doc in sorted(docs, key=lambda d: d["rank"])]
+
+    def _last_windows(self, now: dt.datetime) -> list[dict]:
+        start = floor_minute(now) - dt.timedelta(minutes=LAST_WINDOWS - 1)
+        return [doc for doc in self.minute_counts if start <= doc["window_start"] < now]
+
+
+def build(written_at: dt.datetime, seed: int = 20261128) -> KnownAggregates:
+    """Deterministic documents around `written_at`, with gaps (a missing type/platform cell) and ties avoided."""
+    rng = random.Random(seed)
+    data = KnownAggregates(written_at=written_at)
+    current_minute = floor_minute(written_at)
+    for back in range(MINUTES_WRITTEN):
+        start = current_minute - dt.timedelta(minutes=back)
+        for t, interaction in enumerate(INTERACTION_TYPES):
+            for p, platform in enumerate(PLATFORMS):
+                if (back + t + p) % 11 == 0:
+                    continue  # nothing of this type on this platform in this minute
+                events = 1 + (back * 7 + t * 3 + p * 5) % 23
+                data.minute_counts.append(_window_doc(start, dt.timedelta(minutes=1), interaction, platform, events))
+    current_hour = current_minute.replace(minute=0)
+    for back in range(HOURS_WRITTEN):
+        start = current_hour - dt.timedelta(hours=back)
+        for interaction in INTERACTION_TYPES:
+            for platform in PLATFORMS:
+                events = _HOURLY_BASE[interaction] * _PLATFORM_FACTOR[platform] + (back * 37) % 29
+                data.hourly_counts.append(_window_doc(start, dt.timedelta(hours=1), interaction, platform, events))
+    for scope, size, base in (("all", 10, 5000), ("last_hour", 5, 300)):
+        for rank in range(1, size + 1):
+            data.top_users.append({"_id": f"{scope}:{rank}", "scope": scope, "rank": rank,
+                                   "user_id": f"u{rng.randrange(10**6):06d}", "interactions": base - rank * 17})
+    for rank in range(1, 11):
+        data.top_items.append({"_id": f"all:{rank}", "scope": "all", "rank": rank,
+                               "item_id": f"i{rng.randrange(10**5):05d}", "interactions": 2000 - rank * 93})
+    rng.shuffle(data.top_users)  # stored out of order: the tables must sort by rank (numerically: 10 after 9)
+    rng.shuffle(data.top_items)
+    data.totals = {"_id": "all", "events": 1_234_567, "users": 9_876, "items": 1_999, "purchases": 4_321,
+                   "revenue": 98_765.43, "max_item_interactions": 7_021, "min_item_interactions": 3,
+                   "avg_interactions_per_user": 125.0625, "dead_letters": 17, "late_events": 42,
+                   "updated_at": written_at}
+    first = written_at - BATCH_INTERVAL * (BATCHES_WRITTEN - 1)
+    for batch_id in range(BATCHES_WRITTEN):
+        processed_at = (first + BATCH_INTERVAL * batch_id).replace(microsecond=(batch_id * 137 % 1000) * 1000)
+        data.batches.append({"_id": batch_id, "batch_id": batch_id, "processed_at": processed_at,
+                             "input_rows": 1000 + batch_id % 50, "valid_events": 990,
+                             "dead_letters": batch_id % 3 if batch_id % 4 == 0 else 0,
+                             "late_events": (batch_id * 7) % 5, "duplicates": batch_id % 2,
+                             "duration_ms": 600 + batch_id % 400,
+                             "watermark": processed_at - dt.timedelta(minutes=2)})
+    return data
+
+
+def _window_doc(start: dt.datetime, width: dt.timedelta, interaction: str, platform: str, events: int) -> dict:
+    revenue = round(events * 19.99, 2) if interaction == "purchase" else 0.0
+    return {"_id": f"{start.isoformat()}|{interaction}|{platform}", "window_start": start, "window_end": start + width,
+            "interaction_type": interaction, "platform": platform, "events": events, "revenue": revenue}

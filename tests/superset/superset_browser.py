@@ -1,0 +1,162 @@
+"""A minimal W3C WebDriver client over urllib for Debian's chromedriver + headless Chromium.
+
+Enough to log in, wait for the dashboard and take a screenshot, without adding Selenium to the job's environment.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable
+
+from stack import free_port
+
+# Flags measured to work on these machines (INFRA.md); a fresh profile per session.
+CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--no-first-run", "--hide-scrollbars", "--force-device-scale-factor=1")
+
+
+class WebDriverError(RuntimeError):
+    pass
+
+
+class Browser:
+    """One chromedriver process and one browser session; use as a context manager."""
+
+    def __init__(self, profile_dir: Path, width: int = 1600, height: int = 1200,
+                 chromium: str | None = None, chromedriver: str | None = None) -> None:
+        self.chromium = chromium or shutil.which("chromium") or "/usr/bin/chromium"
+        self.chromedriver = chromedriver or shutil.which("chromedriver") or "/usr/bin/chromedriver"
+        self.profile_dir = profile_dir
+        self.size = (width, height)
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.session: str | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> "Browser":
+        log = open(self.profile_dir.parent / "chromedriver.log", "ab")
+        self._proc = subprocess.Popen([self.chromedriver, f"--port={self.port}"], stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL)
+        log.close()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if self._call("GET", "/status")["value"].get("ready"):
+                    break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline or self._proc.poll() is not None:
+                raise WebDriverError("chromedriver did not start")
+            time.sleep(0.1)
+        args = [*CHROMIUM_FLAGS, f"--user-data-dir={self.profile_dir}", f"--window-size={self.size[0]},{self.size[1]}"]
+        caps = {"capabilities": {"alwaysMatch": {"browserName": "chrome", "pageLoadStrategy": "normal",
+                                                 "goog:chromeOptions": {"binary": self.chromium, "args": args},
+                                                 "goog:loggingPrefs": {"performance": "ALL"}}}}
+        self.session = self._call("POST", "/session", caps)["value"]["sessionId"]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if self.session:
+                self._call("DELETE", f"/session/{self.session}")
+        except (urllib.error.URLError, OSError, WebDriverError):
+            pass
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    # --- commands -------------------------------------------------------------------------------------------------
+
+    def get(self, url: str) -> None:
+        self._session_call("POST", "/url", {"url": url})
+
+    def run_js(self, script: str, *args: Any) -> Any:
+        return self._session_call("POST", "/execute/sync", {"script": script, "args": list(args)})
+
+    def find(self, css: str) -> str:
+        value = self._session_call("POST", "/element", {"using": "css selector", "value": css})
+        return next(iter(value.values()))
+
+    def type_into(self, css: str, text: str) -> None:
+        self._session_call("POST", f"/element/{self.find(css)}/value", {"text": text})
+
+    def click(self, css: str) -> None:
+        self._session_call("POST", f"/element/{self.find(css)}/click", {})
+
+    def set_window_size(self, width: int, height: int) -> None:
+        self._session_call("POST", "/window/rect", {"width": width, "height": height})
+
+    def screenshot(self) -> bytes:
+        return base64.b64decode(self._session_call("GET", "/screenshot"))
+
+    def posted(self, url_part: str) -> list[dict]:
+        """JSON bodies the page POSTed to URLs containing `url_part` since the last call (Chrome's network log)."""
+        bodies = []
+        for entry in self._session_call("POST", "/se/log", {"type": "performance"}):
+            message = json.loads(entry["message"])["message"]
+            if message.get("method") != "Network.requestWillBeSent":
+                continue
+            request = message["params"]["request"]
+            if request.get("method") == "POST" and url_part in request["url"] and request.get("postData"):
+                bodies.append(json.loads(request["postData"]))
+        return bodies
+
+    def wait_for(self, script: str, timeout: float, what: str,
+                 until: Callable[[Any], bool] = bool, interval: float = 0.25) -> Any:
+        """Poll a JS snippet until `until(value)` holds and return the value; fail with the last value seen."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                value = self.run_js(script)
+            except WebDriverError as exc:  # e.g. the page is navigating and has no script context yet
+                value = exc
+            else:
+                if until(value):
+                    return value
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"timed out after {timeout:g} s waiting for {what}; last state: {value!r}")
+            time.sleep(interval)
+
+    def wait_until_still(self, timeout: float, interval: float = 0.5) -> bytes:
+        """Screenshots until two in a row are identical (animations done); returns that PNG."""
+        deadline = time.monotonic() + timeout
+        previous = None
+        while True:
+            current = base64.b64decode(self._session_call("GET", "/screenshot"))
+            if current == previous:
+                return current
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"the page kept changing for {timeout:g} s")
+            previous = current
+            time.sleep(interval)
+
+    # --- transport ------------------------------------------------------------------------------------------------
+
+    def _session_call(self, method: str, path: str, body: Any = None) -> Any:
+        return self._call(method, f"/session/{self.session}{path}", body)["value"]
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.base + path, data=data, method=method,
+                                         headers={"Content-Type": "application/json"} if data else {})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode(errors="replace")
+            try:
+                detail = json.loads(detail)["value"].get("message", detail)
+            except (ValueError, AttributeError, KeyError):
+                pass
+            raise WebDriverError(f"{method} {path}: {exc.code} {str(detail)[:500]}") from None
