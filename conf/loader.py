@@ -50,8 +50,10 @@ class MongoConfig:
     uri: str
     database: str
     write_batch_size: int
+    unavailable_patience: str
 
     def validate(self) -> None:
+        parse_duration_seconds(self.unavailable_patience, "mongo.unavailable_patience")
         _require(self.uri.startswith(("mongodb://", "mongodb+srv://")), "mongo.uri must start with mongodb://")
         _require(self.write_batch_size >= 1, "mongo.write_batch_size must be >= 1")
         _require(bool(self.database) and not set(self.database) & set('/\\. "$'),
@@ -114,12 +116,52 @@ class StackConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    rules_file: str
+    webhook_url: str
+    smtp_host: str
+    smtp_port: int
+    smtp_sender: str
+    smtp_recipients: str
+    smtp_starttls: bool
+    smtp_username: str
+    smtp_password: str = field(repr=False)
+    retry_attempts: int
+    retry_backoff: str
+    queue_size: int
+
+    def validate(self) -> None:
+        _require(not self.webhook_url or self.webhook_url.startswith(("http://", "https://")),
+                 "alerts.webhook_url must start with http:// or https:// (or be empty: no webhook)")
+        _require(0 < self.smtp_port < 65536, "alerts.smtp_port must be a TCP port (1-65535)")
+        _require(not self.smtp_host or any(r.strip() for r in self.smtp_recipients.split(",")),
+                 "alerts.smtp_recipients must name at least one address when alerts.smtp_host is set")
+        _require(self.retry_attempts >= 1, "alerts.retry_attempts must be >= 1")
+        parse_duration_seconds(self.retry_backoff, "alerts.retry_backoff")
+        _require(self.queue_size >= 1, "alerts.queue_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    prometheus_host: str
+    prometheus_port: int
+    metrics_retention: str
+
+    def validate(self) -> None:
+        _require(0 <= self.prometheus_port < 65536, "health.prometheus_port must be a TCP port (0 = off)")
+        _require(parse_duration_seconds(self.metrics_retention, "health.metrics_retention") >= 1,
+                 "health.metrics_retention must be at least 1 second")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     kafka: KafkaConfig
     mongo: MongoConfig
     job: JobConfig
     generator: GeneratorConfig
     stack: StackConfig
+    alerts: AlertsConfig
+    health: HealthConfig
     source: str = field(default=str(DEFAULT_PATH), compare=False)
 
     def replace(self, section: str, **values: Any) -> "PipelineConfig":
@@ -129,7 +171,7 @@ class PipelineConfig:
 
 SECTIONS: dict[str, type] = {f.name: f.type for f in fields(PipelineConfig) if f.name != "source"}
 _SECTION_TYPES = {"kafka": KafkaConfig, "mongo": MongoConfig, "job": JobConfig,
-                  "generator": GeneratorConfig, "stack": StackConfig}
+                  "generator": GeneratorConfig, "stack": StackConfig, "alerts": AlertsConfig, "health": HealthConfig}
 
 
 def load_config(
