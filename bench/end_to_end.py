@@ -39,8 +39,9 @@ def produce(bootstrap: str, topic: str, events: int, users: int, items: int) -> 
 
 
 def run_job(bootstrap: str, topic: str, mongo_uri: str, database: str, checkpoint: str, batch: int,
-            partitions: int) -> dict:
-    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
+            partitions: int, archive: bool) -> dict:
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
+           "PIPELINE_JOB_ARCHIVE_RAW_EVENTS": "true" if archive else "false"}
     started = time.monotonic()
     result = subprocess.run(["spark-submit", "jobs/aggregate.py", "--bootstrap-servers", bootstrap, "--topic", topic,
                              "--mongo-uri", mongo_uri, "--database", database, "--checkpoint-dir", checkpoint,
@@ -109,6 +110,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=100_000, help="max offsets per trigger")
     parser.add_argument("--shuffle-partitions", type=int, default=4)
     parser.add_argument("--baseline-seconds", type=float, default=30)
+    parser.add_argument("--archive", action="store_true", help="raw-event archive on (events_raw inserts)")
+    parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--out", default=str(ROOT / ".stack" / "bench" / "end_to_end.json"))
     args = parser.parse_args()
 
@@ -128,25 +131,28 @@ def main() -> int:
         topic = "bench"
         produce_rate = produce(broker.bootstrap_servers, topic, args.events, args.users, args.items)
         run_job(broker.bootstrap_servers, topic, mongo.uri, "job", str(work / "checkpoint"), args.batch,
-                args.shuffle_partitions)
+                args.shuffle_partitions, args.archive)
         client = MongoClient(mongo.uri, tz_aware=True)
         ours = batch_figures(client["job"])
         expected = recompute_for(load_config(env={}), read_topic(broker.bootstrap_servers, topic))
         report = compare(expected, client["job"])
-        naive = baseline(broker.bootstrap_servers, topic, mongo.uri, "baseline", args.baseline_seconds)
+        naive = None if args.no_baseline else \
+            baseline(broker.bootstrap_servers, topic, mongo.uri, "baseline", args.baseline_seconds)
         results = {
             "date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores",
             "events": args.events, "users": args.users, "items": args.items, "batch": args.batch,
-            "generator_events_per_s": produce_rate, "job": ours, "job_correct": report.ok,
-            "baseline": naive, "speedup": ours["events_per_s"] / naive["events_per_s"]}
+            "archive": args.archive, "generator_events_per_s": produce_rate, "job": ours, "job_correct": report.ok,
+            "baseline": naive, "speedup": ours["events_per_s"] / naive["events_per_s"] if naive else None}
         print(f"{'what':<44}{'figure':>14}")
         print(f"{'generator -> Kafka (2 processes), events/s':<44}{produce_rate:>14,.0f}")
+        print(f"{'raw-event archive':<44}{'on' if args.archive else 'off':>14}")
         print(f"{'job end to end, events/s (all batches)':<44}{ours['events_per_s']:>14,.0f}")
         if ours["steady_events_per_s"]:
             print(f"{'job, batches after the first, events/s':<44}{ours['steady_events_per_s']:>14,.0f}")
         print(f"{'job MongoDB upserts/s (aggregates sink)':<44}{(ours['upserts_per_s'] or 0):>14,.0f}")
-        print(f"{'baseline: one update per message, events/s':<44}{naive['events_per_s']:>14,.0f}")
-        print(f"{'job / baseline':<44}{results['speedup']:>14.1f}x")
+        if naive:
+            print(f"{'baseline: one update per message, events/s':<44}{naive['events_per_s']:>14,.0f}")
+            print(f"{'job / baseline':<44}{results['speedup']:>14.1f}x")
         print(f"{'batches, durations (ms)':<44}{ours['batches']:>14}  {ours['batch_ms']}")
         print(f"job result equals the recomputation: {report.ok}")
         if not report.ok:
