@@ -178,12 +178,12 @@ class PipelineHealth:
         return generate_latest(self.registry())
 
     def _start_exporter(self) -> None:
-        from prometheus_client import start_http_server
-
         try:
+            from prometheus_client import start_http_server
+
             self._server, _thread = start_http_server(self.prometheus_port, addr=self.prometheus_host,
                                                       registry=self.registry())
-        except OSError as exc:  # e.g. the port is taken: the job runs on without the endpoint
+        except (OSError, ImportError) as exc:  # e.g. the port is taken: the job runs on without the endpoint
             log.warning("health: Prometheus endpoint not started on %s:%d: %s", self.prometheus_host,
                         self.prometheus_port, exc)
             return

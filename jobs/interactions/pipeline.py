@@ -16,6 +16,7 @@ from conf.loader import parse_duration_seconds
 from interactions import aggregates, health, parsing, user_rate
 from interactions.alerting.monitor import AlertMonitor
 from interactions.sinks import mongo
+from interactions.sinks.retry import retrying
 from interactions.source import kafka_records
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
     listener = ProgressRecorder(store.uri, store.database, metrics, monitor)
     spark.streams.addListener(listener)
 
+    patience = parse_duration_seconds(store.unavailable_patience)
+
     def trigger(writer):
         return writer.trigger(availableNow=True) if mode.available_now \
             else writer.trigger(processingTime=job.trigger_interval)
@@ -91,18 +94,21 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
     aggregates_query = trigger(
         totals.writeStream.queryName(AGGREGATES).outputMode("update")
         .option("checkpointLocation", os.path.join(job.checkpoint_dir, AGGREGATES))
-        .foreachBatch(mongo.AggregatesSink(store.uri, store.database, store.write_batch_size,
-                                           job.top_n_users, job.top_n_items,
-                                           monitor.on_aggregates_batch if monitor else None))).start()
+        .foreachBatch(retrying(mongo.AggregatesSink(store.uri, store.database, store.write_batch_size,
+                                                    job.top_n_users, job.top_n_items,
+                                                    monitor.on_aggregates_batch if monitor else None),
+                               patience))).start()
     records_query = trigger(
         aggregates.set_aside(parsed, job.archive_raw_events).writeStream.queryName(RECORDS).outputMode("append")
         .option("checkpointLocation", os.path.join(job.checkpoint_dir, RECORDS))
-        .foreachBatch(mongo.RecordsSink(store.uri, store.database, store.write_batch_size))).start()
+        .foreachBatch(retrying(mongo.RecordsSink(store.uri, store.database, store.write_batch_size),
+                               patience))).start()
     recent_query = trigger(
         recent.writeStream.queryName(RECENT_USERS).outputMode("update")
         .option("checkpointLocation", os.path.join(job.checkpoint_dir, RECENT_USERS))
-        .foreachBatch(mongo.RecentUsersSink(store.uri, store.database, job.top_n_users_last_hour,
-                                            parse_duration_seconds(job.recent_window)))).start()
+        .foreachBatch(retrying(mongo.RecentUsersSink(store.uri, store.database, job.top_n_users_last_hour,
+                                                     parse_duration_seconds(job.recent_window)),
+                               patience))).start()
     queries = [aggregates_query, records_query, recent_query]
     if monitor is not None and monitor.user_rate_window is not None:
         queries.append(trigger(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Any, Iterable
 
 from interactions.alerting.rules import MINUTES, RECORDS, USERS, Rule, RuleSet
 
@@ -63,7 +63,7 @@ class _RuleState:
 class _Series:
     """Recent figures of one source, keyed by window start (UTC)."""
     step: dt.timedelta
-    values: dict[dt.datetime, object] = field(default_factory=dict)
+    values: dict[dt.datetime, Any] = field(default_factory=dict)  # per source: see the observe_* methods
     newest: dt.datetime | None = None
 
 
@@ -89,7 +89,7 @@ class Evaluator:
         for start, interaction_type, platform, events, revenue in rows:
             minute = _floor(start, MINUTE)
             cells = series.values.setdefault(minute, {})
-            cells[(interaction_type, platform)] = (int(events), float(revenue or 0.0))  # type: ignore[index]
+            cells[(interaction_type, platform)] = (int(events), float(revenue or 0.0))
             touched.add(minute)
         return self._observe(MINUTES, touched, now)
 
@@ -103,7 +103,7 @@ class Evaluator:
             window = _floor(start, series.step)
             known = series.values.get(window)
             candidate = (int(interactions), user)
-            if known is None or (candidate[0], candidate[1]) > known:  # type: ignore[operator]
+            if known is None or candidate > known:
                 series.values[window] = candidate
             touched.add(window)
         return self._observe(USERS, touched, now)
@@ -115,7 +115,7 @@ class Evaluator:
         series = self._series[RECORDS]
         minute = self._record_batches.get(batch_id) or _floor(processed_at, MINUTE)
         self._record_batches[batch_id] = minute
-        series.values.setdefault(minute, {})[batch_id] = (int(records), int(dead_letters))  # type: ignore[index]
+        series.values.setdefault(minute, {})[batch_id] = (int(records), int(dead_letters))
         return self._observe(RECORDS, {minute}, max(processed_at, minute))
 
     def restore(self, rule_name: str, alert_id: str, first_seen: dt.datetime, last_seen: dt.datetime) -> None:
@@ -200,21 +200,21 @@ class Evaluator:
             busiest = series.values.get(start)
             if busiest is None:
                 return 0.0, None
-            count, user = busiest  # type: ignore[misc]
+            count, user = busiest
             return count / minutes, user
         steps = [start + i * series.step for i in range(int(rule.window / series.step))]
         cells = [series.values.get(s) or {} for s in steps]
         if rule.source == RECORDS:
-            records = sum(r for cell in cells for r, _ in cell.values())  # type: ignore[attr-defined]
-            dead = sum(d for cell in cells for _, d in cell.values())  # type: ignore[attr-defined]
+            records = sum(r for cell in cells for r, _ in cell.values())
+            dead = sum(d for cell in cells for _, d in cell.values())
             return (dead / records if records else None), None
         if rule.metric == "events_per_minute":
-            total = sum(e for cell in cells for e, _ in cell.values())  # type: ignore[attr-defined]
+            total = sum(e for cell in cells for e, _ in cell.values())
         elif rule.metric == "purchases_per_minute":
-            total = sum(e for cell in cells for (kind, _), (e, _) in cell.items()  # type: ignore[attr-defined]
+            total = sum(e for cell in cells for (kind, _), (e, _) in cell.items()
                         if kind == "purchase")
         elif rule.metric == "revenue_per_minute":
-            total = sum(r for cell in cells for _, r in cell.values())  # type: ignore[attr-defined]
+            total = sum(r for cell in cells for _, r in cell.values())
         else:
             raise ValueError(f"no evaluation for metric {rule.metric!r}")
         return total / minutes, None
