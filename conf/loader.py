@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
+from importlib import resources
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
@@ -182,7 +183,9 @@ def load_config(
     """Read the file, then environment variables, then overrides (e.g. parsed flags; None values are ignored)."""
     file_path = Path(path) if path else DEFAULT_PATH
     try:
-        raw = tomllib.loads(file_path.read_text())
+        # the default file is read as package data, so `conf` also works from a zip (spark-submit --py-files)
+        text = file_path.read_text() if path else resources.files("conf").joinpath("pipeline.toml").read_text()
+        raw = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"config file {file_path} not found") from None
     except tomllib.TOMLDecodeError as exc:

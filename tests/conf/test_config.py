@@ -47,7 +47,9 @@ def test_a_bad_value_is_one_readable_line(env, message):
 
 
 def test_an_unknown_key_in_the_file_is_rejected(tmp_path):
-    text = (load_config.__globals__["DEFAULT_PATH"]).read_text().replace("[kafka]\n", "[kafka]\ntopik = \"x\"\n")
+    from conf.loader import DEFAULT_PATH
+
+    text = DEFAULT_PATH.read_text().replace("[kafka]\n", "[kafka]\ntopik = \"x\"\n")
     path = tmp_path / "pipeline.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=r"unknown key kafka\.topik$"):
