@@ -25,7 +25,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def produce(bootstrap: str, topic: str, events: int, users: int, items: int) -> float:
@@ -90,10 +89,11 @@ def baseline(bootstrap: str, topic: str, mongo_uri: str, database: str, seconds:
             deadline = started + seconds
         try:
             event = json.loads(message.value())
-            collection.update_one({"_id": event["user_id"]}, {"$inc": {event["interaction_type"]: 1, "total": 1}},
-                                  upsert=True)
+            user, kind = event["user_id"], event["interaction_type"]
         except (ValueError, KeyError, TypeError):
-            pass
+            event, user, kind = None, None, None
+        if isinstance(user, str) and isinstance(kind, str) and kind and not kind.startswith("$"):
+            collection.update_one({"_id": user}, {"$inc": {kind: 1, "total": 1}}, upsert=True)
         done += 1
         if time.monotonic() > deadline:
             break
