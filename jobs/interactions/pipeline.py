@@ -107,7 +107,8 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
         recent.writeStream.queryName(RECENT_USERS).outputMode("update")
         .option("checkpointLocation", os.path.join(job.checkpoint_dir, RECENT_USERS))
         .foreachBatch(retrying(mongo.RecentUsersSink(store.uri, store.database, job.top_n_users_last_hour,
-                                                     parse_duration_seconds(job.recent_window)),
+                                                     parse_duration_seconds(job.recent_window),
+                                                     parse_duration_seconds(job.recent_slide)),
                                patience))).start()
     queries = [aggregates_query, records_query, recent_query]
     if monitor is not None and monitor.user_rate_window is not None:

@@ -154,8 +154,7 @@ def recompute(records: Iterable[Record], watermark_delay: dt.timedelta, max_futu
     for user_id, user in users.items():
         user["_id"] = user_id
         user["distinct_items"] = len(user_items[user_id])
-        for key in ("_latest", "first_event_time_", "distinct_users"):
-            user.pop(key, None)
+        user.pop("_latest")
     for item_id, item in items.items():
         item["_id"] = item_id
         item["distinct_users"] = len(item_users[item_id])
@@ -233,8 +232,6 @@ def _ranked(scope: str, key_field: str, docs: Mapping[str, Mapping[str, Any]], n
 
 # HyperLogLog++ in the job (approx_count_distinct, 5 % relative standard deviation): accept three deviations
 APPROXIMATE = {"distinct_items", "distinct_users"}
-IGNORED = {"updated_at", "dead_letters_batch", "late_events_batch", "duplicates_batch", "window_start_",
-           "window_end_"}
 
 
 @dataclass

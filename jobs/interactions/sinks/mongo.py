@@ -138,9 +138,10 @@ class RecentUsersSink:
     next slide boundary after the newest event time seen (it covers the last window-length minus at most a slide).
     """
 
-    def __init__(self, uri: str, database: str, top_n: int, window_seconds: float):
+    def __init__(self, uri: str, database: str, top_n: int, window_seconds: float, slide_seconds: float):
         self.uri, self.database, self.top_n = uri, database, top_n
         self.window = dt.timedelta(seconds=window_seconds)
+        self.slide = dt.timedelta(seconds=slide_seconds)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         from pyspark.sql import Window
@@ -165,13 +166,8 @@ class RecentUsersSink:
                     "window_start": start, "window_end": start + self.window,
                     "users": [{"user_id": u, "interactions": n} for u, n in merged]}, upsert=True)
             newest = windows.find_one({}, sort=[("window_start", DESCENDING)])
-            slide = None
-            second = windows.find_one({"window_start": {"$lt": newest["window_start"]}},
-                                      sort=[("window_start", DESCENDING)])
-            if second is not None:
-                slide = newest["window_start"] - second["window_start"]
             # the window ending one slide after the newest window starts holds the last hour up to now
-            target_end = newest["window_start"] + (slide or self.window)
+            target_end = newest["window_start"] + self.slide
             current = windows.find_one({"window_end": target_end}) or newest
             users = current.get("users", [])
             top = db[docs.TOP_USERS]
