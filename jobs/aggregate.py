@@ -54,6 +54,9 @@ def parse_flags(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prometheus-port", type=int, help="serve health metrics on this port (0 = off)")
     parser.add_argument("--available-now", action="store_true",
                         help="process everything in the topic now, then stop (backfills, tests)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="compute every aggregate but store none (only per-batch figures in `batches`); "
+                             "measures the job without the database")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
 
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        pipeline = start_queries(spark, config, RunMode(available_now=args.available_now))
+        pipeline = start_queries(spark, config, RunMode(available_now=args.available_now, dry_run=args.dry_run))
         log.info("started %s; reading %s from %s, writing %s", ", ".join(q.name for q in pipeline.queries),
                  config.kafka.topic, config.kafka.bootstrap_servers, config.mongo.database)
         pipeline.await_termination()

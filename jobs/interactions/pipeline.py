@@ -27,8 +27,11 @@ USER_RATE = "user_rate"  # only when an alert rule needs interactions per user p
 
 @dataclass(frozen=True)
 class RunMode:
-    """How the queries are triggered: continuously every interval, or once over what is available now."""
+    """How the queries are triggered: continuously every interval, or once over what is available now; and whether
+    the sinks write (a dry run computes every aggregate and builds every document but stores only the batches'
+    figures: Spark's own throughput, without the database's)."""
     available_now: bool = False
+    dry_run: bool = False
 
 
 @dataclass
@@ -96,19 +99,22 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
         .option("checkpointLocation", os.path.join(job.checkpoint_dir, AGGREGATES))
         .foreachBatch(retrying(mongo.AggregatesSink(store.uri, store.database, store.write_batch_size,
                                                     job.top_n_users, job.top_n_items,
-                                                    monitor.on_aggregates_batch if monitor else None),
+                                                    monitor.on_aggregates_batch if monitor else None,
+                                                    dry_run=mode.dry_run),
                                patience))).start()
     records_query = trigger(
         aggregates.set_aside(parsed, job.archive_raw_events).writeStream.queryName(RECORDS).outputMode("append")
         .option("checkpointLocation", os.path.join(job.checkpoint_dir, RECORDS))
-        .foreachBatch(retrying(mongo.RecordsSink(store.uri, store.database, store.write_batch_size),
+        .foreachBatch(retrying(mongo.RecordsSink(store.uri, store.database, store.write_batch_size,
+                                                 dry_run=mode.dry_run),
                                patience))).start()
     recent_query = trigger(
         recent.writeStream.queryName(RECENT_USERS).outputMode("update")
         .option("checkpointLocation", os.path.join(job.checkpoint_dir, RECENT_USERS))
         .foreachBatch(retrying(mongo.RecentUsersSink(store.uri, store.database, job.top_n_users_last_hour,
                                                      parse_duration_seconds(job.recent_window),
-                                                     parse_duration_seconds(job.recent_slide)),
+                                                     parse_duration_seconds(job.recent_slide),
+                                                     dry_run=mode.dry_run),
                                patience))).start()
     queries = [aggregates_query, records_query, recent_query]
     if monitor is not None and monitor.user_rate_window is not None:

@@ -76,3 +76,24 @@ def test_late_duplicate_and_malformed_events_are_set_aside_and_counted_once(
     letter = mongo_db.dead_letters.find_one()
     assert letter["reason"] and letter["raw"] is not None and letter["_id"] == (
         f"{kafka_topic}:{letter['partition']}:{letter['offset']}")
+
+
+def test_a_dry_run_computes_every_document_and_stores_none(
+        spark_session, kafka_broker, kafka_topic, mongo_server, mongo_db, tmp_path):
+    generate(kafka_broker, kafka_topic, "--count", "2000", "--seed", "31", "--users", "150", "--items", "40",
+             "--malformed-ratio", "0.02")
+    config = job_config(kafka_broker, kafka_topic, mongo_server, mongo_db.name, tmp_path / "checkpoint")
+    pipeline = start_queries(spark_session, config, RunMode(available_now=True, dry_run=True))
+    try:
+        pipeline.await_termination()
+    finally:
+        pipeline.stop()
+
+    expected = recompute_for(load_config(env={}), read_topic(kafka_broker.bootstrap_servers, kafka_topic))
+    batches = list(mongo_db.batches.find({"query": "aggregates", "changed_documents": {"$exists": True}}))
+    would_write = sum(len(expected.collections[name])
+                      for name in ("user_stats", "item_stats", "minute_counts", "hourly_counts"))
+    assert len(batches) == 1 and batches[0]["dry_run"] and batches[0]["changed_documents"] == would_write
+    for name in ("user_stats", "item_stats", "minute_counts", "hourly_counts", "top_users", "dead_letters"):
+        assert mongo_db[name].count_documents({}) == 0, name
+    assert mongo_db.totals.find_one({"_id": "all"})["events"] == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from typing import Any, Callable, Iterable
 
 from pymongo import ASCENDING, DESCENDING, InsertOne, MongoClient, ReplaceOne, UpdateOne
@@ -67,10 +68,11 @@ class AggregatesSink:
     """foreachBatch sink of the aggregates query."""
 
     def __init__(self, uri: str, database: str, write_batch_size: int, top_users: int, top_items: int,
-                 on_batch: Callable[[DataFrame, int], None] | None = None):
+                 on_batch: Callable[[DataFrame, int], None] | None = None, dry_run: bool = False):
         self.uri, self.database, self.write_batch_size = uri, database, write_batch_size
         self.top_users, self.top_items = top_users, top_items
         self.on_batch = on_batch  # gets the cached batch after it is written (alerting); must not raise
+        self.dry_run = dry_run  # compute and build every document, write none (only the batch's figures)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = dt.datetime.now(dt.timezone.utc)
@@ -78,47 +80,55 @@ class AggregatesSink:
         try:
             if rows.isEmpty():  # a no-data batch that only moved the watermark
                 return
-            uri, database, size = self.uri, self.database, self.write_batch_size
-            written = rows.rdd.mapPartitions(lambda part: [_write_facet_partition(part, uri, database, size)]) \
-                .sum()
+            uri, database, size, dry = self.uri, self.database, self.write_batch_size, self.dry_run
+            parts = rows.rdd.mapPartitions(
+                lambda part: [_write_facet_partition(part, uri, database, size, dry)]).collect()
+            written = sum(n for n, _ in parts)
+            mongo_seconds = busy_seconds([span for _, spans in parts for span in spans])
             # one small driver-side read: this batch's best candidates per facet, and the global row
             users, items, global_rows = _candidates_and_global(rows, self.top_users, self.top_items)
             if self.on_batch is not None:  # while the batch is still cached
                 self.on_batch(rows, batch_id)
         finally:
             rows.unpersist()
+        summary_started = time.monotonic()
         with client(self.uri) as mongo:
             db = mongo[self.database]
-            _merge_top(db[docs.TOP_USERS], "all", "user_id", users, self.top_users)
-            _merge_top(db[docs.TOP_ITEMS], "all", "item_id", items, self.top_items)
-            if global_rows:
-                _refresh_totals(db, docs.totals_fields(global_rows[0]))
+            if not self.dry_run:
+                _merge_top(db[docs.TOP_USERS], "all", "user_id", users, self.top_users)
+                _merge_top(db[docs.TOP_ITEMS], "all", "item_id", items, self.top_items)
+                if global_rows:
+                    _refresh_totals(db, docs.totals_fields(global_rows[0]))
+            summary_ms = int((time.monotonic() - summary_started) * 1000)
             db[docs.BATCHES].update_one(
                 {"_id": _batch_key("aggregates", batch_id)},
                 {"$set": {"query": "aggregates", "batch_id": batch_id, "processed_at": started,
-                          "changed_documents": int(written),
-                          "write_ms": int((dt.datetime.now(dt.timezone.utc) - started).total_seconds() * 1000)}},
+                          "changed_documents": int(written), "dry_run": self.dry_run,
+                          "write_ms": int((dt.datetime.now(dt.timezone.utc) - started).total_seconds() * 1000),
+                          "mongo_write_ms": int(mongo_seconds * 1000), "summary_ms": summary_ms}},
                 upsert=True)
-        log.info("aggregates batch %d: %d documents written in %.2fs", batch_id, written,
-                 (dt.datetime.now(dt.timezone.utc) - started).total_seconds())
+        log.info("aggregates batch %d: %d documents written in %.2fs (%.2fs waiting on MongoDB bulk writes)",
+                 batch_id, written, (dt.datetime.now(dt.timezone.utc) - started).total_seconds(), mongo_seconds)
 
 
 class RecordsSink:
     """foreachBatch sink of the records query: dead letters, and the raw-event archive when it is on."""
 
-    def __init__(self, uri: str, database: str, write_batch_size: int):
+    def __init__(self, uri: str, database: str, write_batch_size: int, dry_run: bool = False):
         self.uri, self.database, self.write_batch_size = uri, database, write_batch_size
+        self.dry_run = dry_run  # count what would be stored, store nothing (only the batch's figures)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        uri, database, size = self.uri, self.database, self.write_batch_size
+        uri, database, size, dry = self.uri, self.database, self.write_batch_size, self.dry_run
         frame = with_epoch_micros(batch.withColumn("batch_id", F.lit(batch_id)))
-        counted = frame.rdd.mapPartitions(lambda part: [_insert_records(part, uri, database, size)]) \
+        counted = frame.rdd.mapPartitions(lambda part: [_insert_records(part, uri, database, size, dry)]) \
             .fold({}, _add_counts)
         letters, late = counted.get(docs.DEAD_LETTERS, 0), counted.get(docs.LATE_EVENTS, 0)
         with client(self.uri) as mongo:
             db = mongo[self.database]
-            add_once(db[docs.TOTALS], "all", "dead_letters", letters, "dead_letters_batch", batch_id)
-            add_once(db[docs.TOTALS], "all", "late_events", late, "late_events_batch", batch_id)
+            if not self.dry_run:
+                add_once(db[docs.TOTALS], "all", "dead_letters", letters, "dead_letters_batch", batch_id)
+                add_once(db[docs.TOTALS], "all", "late_events", late, "late_events_batch", batch_id)
             db[docs.BATCHES].update_one(
                 {"_id": _batch_key("records", batch_id)},
                 {"$set": {"query": "records", "batch_id": batch_id, "dead_letters": letters, "late_events": late,
@@ -138,10 +148,12 @@ class RecentUsersSink:
     next slide boundary after the newest event time seen (it covers the last window-length minus at most a slide).
     """
 
-    def __init__(self, uri: str, database: str, top_n: int, window_seconds: float, slide_seconds: float):
+    def __init__(self, uri: str, database: str, top_n: int, window_seconds: float, slide_seconds: float,
+                 dry_run: bool = False):
         self.uri, self.database, self.top_n = uri, database, top_n
         self.window = dt.timedelta(seconds=window_seconds)
         self.slide = dt.timedelta(seconds=slide_seconds)
+        self.dry_run = dry_run  # compute the candidates, write nothing
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         from pyspark.sql import Window
@@ -151,7 +163,7 @@ class RecentUsersSink:
         best: dict[int, list[tuple[str, int]]] = {}
         for row in ranked.where(F.col("rank") <= self.top_n).collect():
             best.setdefault(row["window_start"], []).append((row["user_id"], int(row["interactions"])))
-        if not best:
+        if not best or self.dry_run:
             return
         with client(self.uri) as mongo:
             db = mongo[self.database]
@@ -196,16 +208,33 @@ def _batch_key(query: str, batch_id: int) -> str:
     return f"{query}:{batch_id}"
 
 
-def _write_facet_partition(rows: Iterable[Any], uri: str, database: str, size: int) -> int:
+def busy_seconds(spans: Iterable[tuple[float, float]]) -> float:
+    """Length of the union of (start, end) intervals: how long at least one of them was open."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def _write_facet_partition(rows: Iterable[Any], uri: str, database: str, size: int,
+                           dry_run: bool = False) -> tuple[int, list[tuple[float, float]]]:
+    """Upsert one partition's facet documents in bulk; returns (documents written, wall-clock spans of the bulk
+    writes) so the driver can tell time spent waiting on MongoDB from time spent computing."""
     pending: dict[str, list[UpdateOne]] = {}
     written = 0
+    spans: list[tuple[float, float]] = []
     with client(uri) as mongo:
         db = mongo[database]
 
         def flush(name: str) -> None:
             nonlocal written
             if pending.get(name):
-                db[name].bulk_write(pending[name], ordered=False)
+                if not dry_run:
+                    started = time.time()
+                    db[name].bulk_write(pending[name], ordered=False)
+                    spans.append((started, time.time()))
                 written += len(pending[name])
                 pending[name] = []
 
@@ -220,10 +249,11 @@ def _write_facet_partition(rows: Iterable[Any], uri: str, database: str, size: i
                 flush(name)
         for name in list(pending):
             flush(name)
-    return written
+    return written, spans
 
 
-def _insert_records(rows: Iterable[Any], uri: str, database: str, size: int) -> dict[str, int]:
+def _insert_records(rows: Iterable[Any], uri: str, database: str, size: int,
+                    dry_run: bool = False) -> dict[str, int]:
     """Insert dead letters and late events (_id = topic:partition:offset) and archived events (_id = event_id); a
     replay's or a redelivery's inserts are duplicates and skipped. Returns how many of each the partition held: the
     caller adds the batch's counts once, guarded by the batch id, whatever part of it a crash had written."""
@@ -233,7 +263,8 @@ def _insert_records(rows: Iterable[Any], uri: str, database: str, size: int) -> 
         db = mongo[database]
 
         def flush(name: str) -> None:
-            if not pending[name]:
+            if not pending[name] or dry_run:
+                pending[name] = []
                 return
             try:
                 db[name].bulk_write(pending[name], ordered=False)
@@ -303,6 +334,9 @@ def record_progress(db: Database, query: str, progress: dict[str, Any], counts_t
         "query": query, "batch_id": batch_id, "input_rows": int(progress.get("numInputRows", 0)),
         "dropped_by_watermark": dropped, "duplicates": duplicates,
         "duration_ms": int((progress.get("durationMs") or {}).get("triggerExecution", 0)),
+        # where the batch's time went (addBatch = the sink, with the plan it runs; latestOffset, walCommit, ...)
+        "phases_ms": {k: int(v) for k, v in (progress.get("durationMs") or {}).items() if k != "triggerExecution"},
+        "state_commit_ms": sum(int(op.get("commitTimeMs", 0)) for op in operators),
         "input_rows_per_second": float(progress.get("inputRowsPerSecond") or 0.0),
         "processed_rows_per_second": float(progress.get("processedRowsPerSecond") or 0.0)}
     if progress.get("timestamp"):  # when the batch was triggered

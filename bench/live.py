@@ -1,0 +1,335 @@
+"""Sustained throughput and freshness of the running job, at fixed generator rates.
+
+    .venv/bin/python bench/live.py [--rates 2000,5000,10000] [--seconds 60] [--warmup 20] [--trigger "1 second"]
+                                   [--users 10000] [--items 2000] [--dry-run] [--out .stack/bench/live.json]
+
+Starts its own Apache Kafka and MongoDB-protocol server (free ports, temporary folders). For each rate, on a fresh
+topic, database and checkpoint:
+  1. starts `spark-submit jobs/aggregate.py` (continuous trigger, all aggregates and alert rules on) and waits for
+     its queries to start;
+  2. runs the generator at that rate for warmup + seconds, sampling every second the Kafka lag (records in the
+     topic - records the job has processed, from its per-batch figures) and the CPU of each component;
+  3. during the measured window, produces a probe event every 200 ms (a user id nobody else has) and polls
+     `user_stats` for it: freshness = time from handing the probe to the producer to its document being readable;
+  4. after the generator stops, waits for the job to catch up, stops it, and compares every document with the
+     independent recomputation from the topic (a fast wrong run does not count).
+The job keeps up at a rate when its lag stays bounded: the highest lag in the second half of the window is at most
+the first half's plus one second of input, and it drains within 60 s after the generator stops.
+--dry-run runs the job with its sinks computing every document but storing none: Spark's own ceiling (no
+freshness, no recomputation; the processed-record count is checked instead).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cpu import CpuSampler  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+PARTITIONS = 4
+
+
+@dataclass
+class RateResult:
+    rate: int
+    produced: int = 0
+    produced_per_s: float = 0.0
+    processed_per_s: float = 0.0
+    lag_max_first_half: int = 0
+    lag_max_second_half: int = 0
+    drain_s: float | None = None
+    kept_up: bool = False
+    freshness_s: dict = field(default_factory=dict)
+    probes: int = 0
+    probes_seen: int = 0
+    batches: int = 0
+    batch_s_median: float = 0.0
+    batch_s_max: float = 0.0
+    documents_per_batch: float = 0.0
+    mongo_write_s_per_batch: float = 0.0
+    upserts_per_s: float | None = None
+    cores: dict = field(default_factory=dict)
+    correct: bool | None = None
+    mismatches: list = field(default_factory=list)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+class Probes:
+    """Produces uniquely keyed events and records when their per-user document becomes readable in MongoDB."""
+
+    def __init__(self, bootstrap: str, topic: str, db, interval: float = 0.2):
+        from confluent_kafka import Producer
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
+        self.topic, self.users, self.interval = topic, db["user_stats"], interval
+        self.sent: dict[str, float] = {}
+        self.seen: dict[str, float] = {}
+        self.run = uuid.uuid4().hex[:8]
+        self._stop, self._done = threading.Event(), threading.Event()
+        self._threads = [threading.Thread(target=self._produce, daemon=True),
+                         threading.Thread(target=self._poll, daemon=True)]
+
+    def start(self) -> "Probes":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop_producing(self) -> None:
+        self._stop.set()
+        self._threads[0].join()
+        self.producer.flush(10)
+
+    def wait_seen(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.seen) < len(self.sent) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self._done.set()
+        self._threads[1].join()
+
+    def delays(self) -> list[float]:
+        return [self.seen[user] - sent for user, sent in self.sent.items() if user in self.seen]
+
+    def _produce(self) -> None:
+        number = 0
+        while not self._stop.wait(self.interval):
+            number += 1
+            user = f"probe-{self.run}-{number:05d}"
+            now = dt.datetime.now(dt.timezone.utc)
+            event = {"event_id": uuid.uuid4().hex, "user_id": user, "item_id": None, "interaction_type": "login",
+                     "platform": "web", "session_id": f"s-{user}", "country": "DE", "price": None,
+                     "quantity": None, "event_time": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"}
+            self.sent[user] = time.time()
+            self.producer.produce(self.topic, json.dumps(event).encode(), key=user.encode())
+            self.producer.poll(0)
+
+    def _poll(self) -> None:
+        while not self._done.is_set():
+            pending = [user for user in list(self.sent) if user not in self.seen]
+            if pending:
+                for doc in self.users.find({"_id": {"$in": pending}}, {"_id": 1}):
+                    self.seen.setdefault(doc["_id"], time.time())
+            time.sleep(0.05)
+
+
+class LagSampler:
+    """Every second: records in the topic, records the aggregates query has processed, their difference."""
+
+    def __init__(self, bootstrap: str, topic: str, db):
+        from confluent_kafka import Consumer, TopicPartition
+        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-lag"})
+        self.partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        self.batches = db["batches"]
+        self.samples: list[tuple[float, int, int]] = []  # (monotonic time, in topic, processed)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> "LagSampler":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.consumer.close()
+
+    def sample(self) -> tuple[float, int, int]:
+        in_topic = sum(self.consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self.partitions)
+        processed = sum(b["input_rows"] for b in self.batches.find(
+            {"query": "aggregates", "input_rows": {"$exists": True}}, {"input_rows": 1}))
+        return time.monotonic(), in_topic, processed
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.samples.append(self.sample())
+
+
+def start_job(work: Path, bootstrap: str, topic: str, uri: str, database: str, trigger: str, max_offsets: int,
+              dry_run: bool) -> tuple[subprocess.Popen, Path]:
+    log = work / f"job-{database}.log"
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
+    command = ["spark-submit", "jobs/aggregate.py", "--bootstrap-servers", bootstrap, "--topic", topic,
+               "--mongo-uri", uri, "--database", database, "--checkpoint-dir", str(work / f"checkpoint-{database}"),
+               "--trigger-interval", trigger, "--max-offsets-per-trigger", str(max_offsets),
+               "--prometheus-port", "0", "--starting-offsets", "earliest"] + (["--dry-run"] if dry_run else [])
+    job = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                           start_new_session=True)
+    deadline = time.monotonic() + 180
+    while "started aggregates" not in log.read_text():
+        if job.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"the job did not start; its log:\n{log.read_text()[-3000:]}")
+        time.sleep(0.5)
+    return job, log
+
+
+def stop_job(job: subprocess.Popen) -> None:
+    job.send_signal(signal.SIGTERM)
+    try:
+        job.wait(120)
+    except subprocess.TimeoutExpired:
+        os.killpg(job.pid, signal.SIGKILL)
+        job.wait()
+
+
+def create_topic(bootstrap: str, topic: str) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the future
+    admin.create_topics([NewTopic(topic, PARTITIONS, 1)])[topic].result(30)
+
+
+def measure_rate(args, work: Path, broker, mongo, rate: int) -> RateResult:
+    from pymongo import MongoClient
+
+    from conf import load_config
+    from interactions.verify import compare, read_topic, recompute_for
+
+    result = RateResult(rate=rate)
+    topic, database = f"live-{rate}", f"live_{rate}"
+    bootstrap = broker.bootstrap_servers
+    create_topic(bootstrap, topic)
+    db = MongoClient(mongo.uri, tz_aware=True)[database]
+    job, log = start_job(work, bootstrap, topic, mongo.uri, database, args.trigger, args.max_offsets, args.dry_run)
+    try:
+        generator = subprocess.Popen(
+            [sys.executable, "-m", "generator", "--bootstrap-servers", bootstrap, "--topic", topic,
+             "--rate", str(rate), "--duration", str(args.warmup + args.seconds), "--seed", str(rate),
+             "--users", str(args.users), "--items", str(args.items),
+             "--processes", str(1 if rate <= 50_000 else 2), "--progress-interval", "3600"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(work / f"generator-{rate}.log").open("w"))
+        lag = LagSampler(bootstrap, topic, db).start()
+        time.sleep(args.warmup)
+        cpu = CpuSampler({"spark job": job.pid, "mongodb server": mongo.pid(), "kafka broker": broker.pid(),
+                          "generator": generator.pid}).start()
+        window_start = time.monotonic()
+        probes = None if args.dry_run else Probes(bootstrap, topic, db).start()
+        generator.wait()
+        window_end = time.monotonic()
+        cpu.stop()
+        if probes:
+            probes.stop_producing()
+        drain_started = time.monotonic()
+        while True:
+            _, in_topic, processed = lag.sample()
+            if processed >= in_topic:
+                result.drain_s = time.monotonic() - drain_started
+                break
+            if time.monotonic() - drain_started > args.drain_timeout:
+                break
+            time.sleep(0.5)
+        if probes:
+            probes.wait_seen(timeout=30)
+        lag.stop()
+    finally:
+        stop_job(job)
+
+    window = [s for s in lag.samples if window_start <= s[0] <= window_end]
+    half = len(window) // 2
+    lags = [in_topic - processed for _, in_topic, processed in window]
+    result.lag_max_first_half, result.lag_max_second_half = max(lags[:half] or [0]), max(lags[half:] or [0])
+    span = window[-1][0] - window[0][0]
+    result.produced_per_s = (window[-1][1] - window[0][1]) / span
+    result.processed_per_s = (window[-1][2] - window[0][2]) / span
+    result.produced = lag.samples[-1][1] if lag.samples else 0
+    result.kept_up = (result.drain_s is not None and result.drain_s <= 60 and
+                      result.lag_max_second_half <= result.lag_max_first_half + rate)
+    result.cores = {name: round(value, 2) for name, value in cpu.cores().items()}
+    batches = list(db["batches"].find({"query": "aggregates", "input_rows": {"$gt": 0},
+                                       "processed_at": {"$exists": True}}).sort("batch_id", 1))[1:]  # not the first
+    if batches:
+        seconds = [b["duration_ms"] / 1000 for b in batches if "duration_ms" in b]
+        result.batches = len(batches)
+        result.batch_s_median, result.batch_s_max = statistics.median(seconds), max(seconds)
+        result.documents_per_batch = statistics.mean(b.get("changed_documents", 0) for b in batches)
+        result.mongo_write_s_per_batch = statistics.mean(b.get("mongo_write_ms", 0) for b in batches) / 1000
+        mongo_s = sum(b.get("mongo_write_ms", 0) for b in batches) / 1000
+        result.upserts_per_s = sum(b.get("changed_documents", 0) for b in batches) / mongo_s if mongo_s else None
+    if probes:
+        delays = probes.delays()
+        result.probes, result.probes_seen = len(probes.sent), len(delays)
+        if delays:
+            result.freshness_s = {"p50": percentile(delays, 50), "p95": percentile(delays, 95),
+                                  "p99": percentile(delays, 99), "max": max(delays)}
+        if result.drain_s is not None:
+            records = read_topic(bootstrap, topic)
+            report = compare(recompute_for(load_config(env={}), records), db)
+            result.correct = report.ok
+            result.mismatches = report.lines()[:20] if not report.ok else []
+    else:
+        result.correct = result.drain_s is not None and lag.samples[-1][2] == lag.samples[-1][1]
+    return result
+
+
+def print_table(results: list[RateResult]) -> None:
+    print(f"\n{'rate/s':>8} {'in/s':>8} {'done/s':>8} {'lag 1st':>9} {'lag 2nd':>9} {'drain s':>8} {'keeps up':>8} "
+          f"{'p50 s':>6} {'p95 s':>6} {'p99 s':>6} {'batch s':>8} {'docs/b':>8} {'upsert/s':>8} {'correct':>7}")
+    for r in results:
+        f = r.freshness_s
+        print(f"{r.rate:>8,} {r.produced_per_s:>8,.0f} {r.processed_per_s:>8,.0f} {r.lag_max_first_half:>9,} "
+              f"{r.lag_max_second_half:>9,} {r.drain_s if r.drain_s is not None else float('nan'):>8.1f} "
+              f"{'yes' if r.kept_up else 'NO':>8} {f.get('p50', float('nan')):>6.2f} {f.get('p95', float('nan')):>6.2f} "
+              f"{f.get('p99', float('nan')):>6.2f} {r.batch_s_median:>8.2f} {r.documents_per_batch:>8,.0f} "
+              f"{(r.upserts_per_s or 0):>8,.0f} {str(r.correct):>7}")
+    print("\nCPU (cores busy, average over the measured window):")
+    for r in results:
+        print(f"{r.rate:>8,}/s  " + "  ".join(f"{name} {value:.2f}" for name, value in r.cores.items()))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rates", default="2000,5000,10000", help="comma-separated generator rates, events/s")
+    parser.add_argument("--seconds", type=int, default=60, help="measured window per rate")
+    parser.add_argument("--warmup", type=int, default=20, help="seconds of load before the window opens")
+    parser.add_argument("--trigger", default="1 second", help="the job's trigger interval")
+    parser.add_argument("--max-offsets", type=int, default=200_000, help="max offsets per trigger")
+    parser.add_argument("--drain-timeout", type=float, default=120)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--items", type=int, default=2_000)
+    parser.add_argument("--dry-run", action="store_true", help="sinks store nothing: Spark's own ceiling")
+    parser.add_argument("--out", default=str(ROOT / ".stack" / "bench" / "live.json"))
+    args = parser.parse_args()
+
+    from stack import KafkaBroker, MongoServer, free_ports
+
+    work = Path(tempfile.mkdtemp(prefix="bench-live-"))
+    kafka_port, controller_port, mongo_port = free_ports(3)
+    broker = KafkaBroker(work / "kafka", port=kafka_port, controller_port=controller_port)
+    mongo = MongoServer(work / "mongo", port=mongo_port)
+    broker.start(timeout=180)
+    mongo.start(timeout=120)
+    results: list[RateResult] = []
+    try:
+        for rate in (int(r) for r in args.rates.split(",")):
+            print(f"rate {rate:,} events/s ...", flush=True)
+            results.append(measure_rate(args, work, broker, mongo, rate))
+            print_table(results[-1:])
+    finally:
+        mongo.stop()
+        broker.stop()
+    print_table(results)
+    report = {"date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
+              "trigger": args.trigger, "users": args.users, "items": args.items, "dry_run": args.dry_run,
+              "results": [asdict(r) for r in results]}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2, default=str))
+    print(f"\nresults: {args.out}; logs: {work}")
+    return 0 if all(r.correct for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
