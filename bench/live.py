@@ -63,6 +63,7 @@ class RateResult:
     mongo_write_s_per_batch: float = 0.0
     upserts_per_s: float | None = None
     cores: dict = field(default_factory=dict)
+    queries: dict = field(default_factory=dict)  # per query: median batch ms, rows, addBatch ms, state commit ms
     correct: bool | None = None
     mismatches: list = field(default_factory=list)
 
@@ -161,10 +162,10 @@ class LagSampler:
 
 
 def start_job(work: Path, bootstrap: str, topic: str, uri: str, database: str, trigger: str, max_offsets: int,
-              dry_run: bool) -> tuple[subprocess.Popen, Path]:
+              dry_run: bool, spark_conf: list[str]) -> tuple[subprocess.Popen, Path]:
     log = work / f"job-{database}.log"
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
-    command = ["spark-submit", "jobs/aggregate.py", "--bootstrap-servers", bootstrap, "--topic", topic,
+    command = ["spark-submit", *[arg for conf in spark_conf for arg in ("--conf", conf)], "jobs/aggregate.py", "--bootstrap-servers", bootstrap, "--topic", topic,
                "--mongo-uri", uri, "--database", database, "--checkpoint-dir", str(work / f"checkpoint-{database}"),
                "--trigger-interval", trigger, "--max-offsets-per-trigger", str(max_offsets),
                "--prometheus-port", "0", "--starting-offsets", "earliest"] + (["--dry-run"] if dry_run else [])
@@ -204,7 +205,8 @@ def measure_rate(args, work: Path, broker, mongo, rate: int) -> RateResult:
     bootstrap = broker.bootstrap_servers
     create_topic(bootstrap, topic)
     db = MongoClient(mongo.uri, tz_aware=True)[database]
-    job, log = start_job(work, bootstrap, topic, mongo.uri, database, args.trigger, args.max_offsets, args.dry_run)
+    job, log = start_job(work, bootstrap, topic, mongo.uri, database, args.trigger, args.max_offsets, args.dry_run,
+                         args.spark_conf)
     try:
         generator = subprocess.Popen(
             [sys.executable, "-m", "generator", "--bootstrap-servers", bootstrap, "--topic", topic,
@@ -259,6 +261,7 @@ def measure_rate(args, work: Path, broker, mongo, rate: int) -> RateResult:
         result.mongo_write_s_per_batch = statistics.mean(b.get("mongo_write_ms", 0) for b in batches) / 1000
         mongo_s = sum(b.get("mongo_write_ms", 0) for b in batches) / 1000
         result.upserts_per_s = sum(b.get("changed_documents", 0) for b in batches) / mongo_s if mongo_s else None
+    result.queries = query_figures(db, window_start, window_end)
     if probes:
         delays = probes.delays()
         result.probes, result.probes_seen = len(probes.sent), len(delays)
@@ -275,6 +278,22 @@ def measure_rate(args, work: Path, broker, mongo, rate: int) -> RateResult:
     return result
 
 
+def query_figures(db, window_start: float, window_end: float) -> dict:
+    """Medians per streaming query over its batches after the first two (warm-up): where the time goes."""
+    figures = {}
+    for query in db["batches"].distinct("query"):
+        batches = list(db["batches"].find({"query": query, "duration_ms": {"$exists": True},
+                                           "input_rows": {"$gt": 0}}).sort("batch_id", 1))[2:]
+        if batches:
+            figures[query] = {
+                "batches": len(batches),
+                "batch_ms": statistics.median(b["duration_ms"] for b in batches),
+                "rows": statistics.median(b["input_rows"] for b in batches),
+                "add_batch_ms": statistics.median(b.get("phases_ms", {}).get("addBatch", 0) for b in batches),
+                "state_commit_ms": statistics.median(b.get("state_commit_ms", 0) for b in batches)}
+    return figures
+
+
 def print_table(results: list[RateResult]) -> None:
     print(f"\n{'rate/s':>8} {'in/s':>8} {'done/s':>8} {'lag 1st':>9} {'lag 2nd':>9} {'drain s':>8} {'keeps up':>8} "
           f"{'p50 s':>6} {'p95 s':>6} {'p99 s':>6} {'batch s':>8} {'docs/b':>8} {'upsert/s':>8} {'correct':>7}")
@@ -288,6 +307,11 @@ def print_table(results: list[RateResult]) -> None:
     print("\nCPU (cores busy, average over the measured window):")
     for r in results:
         print(f"{r.rate:>8,}/s  " + "  ".join(f"{name} {value:.2f}" for name, value in r.cores.items()))
+    print("\nPer query (medians after warm-up): batch ms / rows / addBatch ms / state commit ms:")
+    for r in results:
+        print(f"{r.rate:>8,}/s  " + "  ".join(
+            f"{q} {f['batch_ms']:.0f}/{f['rows']:.0f}/{f['add_batch_ms']:.0f}/{f['state_commit_ms']:.0f}"
+            for q, f in sorted(r.queries.items())))
 
 
 def main() -> int:
@@ -301,6 +325,8 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--items", type=int, default=2_000)
     parser.add_argument("--dry-run", action="store_true", help="sinks store nothing: Spark's own ceiling")
+    parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra Spark setting for the job (repeatable), e.g. a profiler's JVM options")
     parser.add_argument("--out", default=str(ROOT / ".stack" / "bench" / "live.json"))
     args = parser.parse_args()
 
@@ -322,8 +348,9 @@ def main() -> int:
         mongo.stop()
         broker.stop()
     print_table(results)
-    report = {"date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
-              "trigger": args.trigger, "users": args.users, "items": args.items, "dry_run": args.dry_run,
+    report = {"date": dt.date.today().isoformat(),
+              "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
+              "trigger": args.trigger, "spark_conf": args.spark_conf, "users": args.users, "items": args.items, "dry_run": args.dry_run,
               "results": [asdict(r) for r in results]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2, default=str))

@@ -1,8 +1,8 @@
 """The job's alerting, driver side: each micro-batch's fresh figures -> rule evaluation -> `alerts` -> channels.
 
-Fed from inside the job (no polling service): the aggregates sink hands over its batch (the minute_counts rows it
-just wrote), the per-user rate query its busiest user per window, the progress listener each batch of the records
-query (records read, dead letters). Every entry point logs and swallows its own errors: alerting never stops or
+Fed from inside the job (no polling service): the aggregates sink hands over its batch's minute figures (the
+minute_counts values it just wrote), the per-user rate query its busiest user per window, the progress listener each
+batch of the records query (records read, dead letters). Every entry point logs and swallows its own errors: alerting never stops or
 slows the stream beyond one small collect and a few small writes per batch.
 """
 from __future__ import annotations
@@ -13,13 +13,11 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from interactions.alerting.channels import Channel, EmailChannel, LogChannel, Notification, Notifier, WebhookChannel
-from interactions.alerting.evaluation import DEFAULT_GRACE, EPOCH, FIRING, ONGOING, RESOLVED, Evaluator, Transition
+from interactions.alerting.evaluation import DEFAULT_GRACE, FIRING, ONGOING, RESOLVED, Evaluator, Transition
 from interactions.alerting.rules import RuleSet, load_rules
 from interactions.alerting.store import AlertStore
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
-
     from conf import PipelineConfig
 
 log = logging.getLogger(__name__)
@@ -67,10 +65,10 @@ class AlertMonitor:
 
     # -- figures in (called from the job's foreachBatch functions and its progress listener) ---------------------
 
-    def on_aggregates_batch(self, rows: "DataFrame", batch_id: int) -> None:
-        """Hook of AggregatesSink: `rows` is the batch's cached facet totals (timestamps as epoch micros)."""
+    def on_aggregates_batch(self, minutes: list[tuple[dt.datetime, str, str, int, float]], batch_id: int) -> None:
+        """Hook of AggregatesSink: the batch's minute_counts figures (window start, type, platform, events,
+        revenue), absolute values."""
         try:
-            minutes = minute_rows(rows)
             self._run(lambda now: self.evaluator.observe_minutes(minutes, now), "aggregates", batch_id)
         except Exception as exc:
             log.warning("alerting: aggregates batch %d not evaluated: %s", batch_id, exc)
@@ -154,18 +152,6 @@ def payload(t: Transition) -> dict[str, Any]:
             "comparison": rule.comparison, "threshold": rule.threshold, "window": rule.window_text,
             "window_start": _iso(t.window_start), "window_end": _iso(t.window_end), "value": t.value,
             "subject": t.subject, "first_seen": _iso(t.first_seen), "last_seen": _iso(t.last_seen)}
-
-
-def minute_rows(rows: "DataFrame") -> list[tuple[dt.datetime, str, str, int, float]]:
-    """The minute_counts facet of an aggregates batch (a few dozen rows per changed minute), collected."""
-    from pyspark.sql import functions as F
-
-    from interactions.aggregates import MINUTE
-
-    picked = rows.where(F.col("facet") == MINUTE).select("bucket", "facet_type", "facet_platform", "interactions",
-                                                          "revenue").collect()
-    return [(EPOCH + dt.timedelta(microseconds=r["bucket"]), r["facet_type"], r["facet_platform"],
-             int(r["interactions"]), float(r["revenue"] or 0.0)) for r in picked]
 
 
 def _iso(when: dt.datetime) -> str:

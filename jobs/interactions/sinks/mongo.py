@@ -10,8 +10,10 @@ inserts fail as duplicates and are ignored.
 from __future__ import annotations
 
 import datetime as dt
+import heapq
 import logging
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from pymongo import ASCENDING, DESCENDING, InsertOne, MongoClient, ReplaceOne, UpdateOne
@@ -22,7 +24,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import TimestampType
 
 from interactions import documents as docs
-from interactions.aggregates import GLOBAL, ITEM, USER
+from interactions.aggregates import ITEM, MINUTE, USER
 
 log = logging.getLogger(__name__)
 DUPLICATE_KEY = 11000
@@ -64,33 +66,36 @@ def with_epoch_micros(frame: DataFrame) -> DataFrame:
                           else F.col(f.name) for f in frame.schema.fields])
 
 
+MinuteFigures = tuple[dt.datetime, str, str, int, float]  # window start, type, platform, events, revenue
+
+
 class AggregatesSink:
-    """foreachBatch sink of the aggregates query."""
+    """foreachBatch sink of the aggregates query. One pass over the batch (one Spark job): every partition upserts
+    its documents and hands back what the driver needs to finish (its best user and item candidates, the global
+    row, the minute figures for alerting), so the stateful plan runs once and nothing is cached."""
 
     def __init__(self, uri: str, database: str, write_batch_size: int, top_users: int, top_items: int,
-                 on_batch: Callable[[DataFrame, int], None] | None = None, dry_run: bool = False):
+                 on_batch: Callable[[list[MinuteFigures], int], None] | None = None, dry_run: bool = False):
         self.uri, self.database, self.write_batch_size = uri, database, write_batch_size
         self.top_users, self.top_items = top_users, top_items
-        self.on_batch = on_batch  # gets the cached batch after it is written (alerting); must not raise
+        self.on_batch = on_batch  # gets the batch's minute figures after they are written (alerting); never raises
         self.dry_run = dry_run  # compute and build every document, write none (only the batch's figures)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = dt.datetime.now(dt.timezone.utc)
-        rows = with_epoch_micros(batch).persist()  # computed once: the stateful plan must not run twice
-        try:
-            if rows.isEmpty():  # a no-data batch that only moved the watermark
-                return
-            uri, database, size, dry = self.uri, self.database, self.write_batch_size, self.dry_run
-            parts = rows.rdd.mapPartitions(
-                lambda part: [_write_facet_partition(part, uri, database, size, dry)]).collect()
-            written = sum(n for n, _ in parts)
-            mongo_seconds = busy_seconds([span for _, spans in parts for span in spans])
-            # one small driver-side read: this batch's best candidates per facet, and the global row
-            users, items, global_rows = _candidates_and_global(rows, self.top_users, self.top_items)
-            if self.on_batch is not None:  # while the batch is still cached
-                self.on_batch(rows, batch_id)
-        finally:
-            rows.unpersist()
+        uri, database, size, dry = self.uri, self.database, self.write_batch_size, self.dry_run
+        top = (self.top_users, self.top_items)
+        parts: list[FacetPartition] = with_epoch_micros(batch).rdd.mapPartitions(
+            lambda part: [_write_facet_partition(part, uri, database, size, dry, top)]).collect()
+        if not any(p.rows for p in parts):  # a no-data batch that only moved the watermark
+            return
+        written = sum(p.written for p in parts)
+        mongo_seconds = busy_seconds([span for p in parts for span in p.spans])
+        users = _best([c for p in parts for c in p.users], self.top_users)
+        items = _best([c for p in parts for c in p.items], self.top_items)
+        global_rows = [row for p in parts for row in p.global_rows]
+        if self.on_batch is not None:
+            self.on_batch([minute for p in parts for minute in p.minutes], batch_id)
         summary_started = time.monotonic()
         with client(self.uri) as mongo:
             db = mongo[self.database]
@@ -109,6 +114,24 @@ class AggregatesSink:
                 upsert=True)
         log.info("aggregates batch %d: %d documents written in %.2fs (%.2fs waiting on MongoDB bulk writes)",
                  batch_id, written, (dt.datetime.now(dt.timezone.utc) - started).total_seconds(), mongo_seconds)
+
+
+@dataclass
+class FacetPartition:
+    """What one partition's pass hands back to the driver."""
+    rows: int = 0
+    written: int = 0
+    spans: list[tuple[float, float]] = field(default_factory=list)  # wall-clock spans of its bulk writes
+    users: list[tuple[str, int]] = field(default_factory=list)  # its best (user, interactions), at most top-N
+    items: list[tuple[str, int]] = field(default_factory=list)
+    global_rows: list[dict[str, Any]] = field(default_factory=list)
+    minutes: list[MinuteFigures] = field(default_factory=list)
+
+
+def _best(candidates: Iterable[tuple[str, int]], n: int) -> list[tuple[str, int]]:
+    """Top n by interactions desc, key asc. Each facet key lives in exactly one partition, so the best n of the
+    partitions' best n are the batch's best n."""
+    return heapq.nsmallest(n, candidates, key=lambda kv: (-kv[1], kv[0]))
 
 
 class RecordsSink:
@@ -218,29 +241,40 @@ def busy_seconds(spans: Iterable[tuple[float, float]]) -> float:
     return total
 
 
-def _write_facet_partition(rows: Iterable[Any], uri: str, database: str, size: int,
-                           dry_run: bool = False) -> tuple[int, list[tuple[float, float]]]:
-    """Upsert one partition's facet documents in bulk; returns (documents written, wall-clock spans of the bulk
-    writes) so the driver can tell time spent waiting on MongoDB from time spent computing."""
+def _write_facet_partition(rows: Iterable[Any], uri: str, database: str, size: int, dry_run: bool,
+                           top: tuple[int, int]) -> FacetPartition:
+    """Upsert one partition's facet documents in bulk (absolute values, $set), and gather the partition's share of
+    the driver's work; the bulk writes' spans let the driver tell time waiting on MongoDB from time computing."""
+    out = FacetPartition()
     pending: dict[str, list[UpdateOne]] = {}
-    written = 0
-    spans: list[tuple[float, float]] = []
+    users: list[tuple[str, int]] = []
+    items: list[tuple[str, int]] = []
     with client(uri) as mongo:
         db = mongo[database]
 
         def flush(name: str) -> None:
-            nonlocal written
             if pending.get(name):
                 if not dry_run:
                     started = time.time()
                     db[name].bulk_write(pending[name], ordered=False)
-                    spans.append((started, time.time()))
-                written += len(pending[name])
+                    out.spans.append((started, time.time()))
+                out.written += len(pending[name])
                 pending[name] = []
 
         for row in rows:
-            target = docs.facet_document(row.asDict())
-            if target is None:
+            out.rows += 1
+            values = row.asDict()
+            facet = values["facet"]
+            if facet == USER:
+                users.append((values["key"], int(values["interactions"])))
+            elif facet == ITEM:
+                items.append((values["key"], int(values["interactions"])))
+            elif facet == MINUTE:
+                out.minutes.append((docs._utc(values["bucket"]), values["facet_type"], values["facet_platform"],
+                                    int(values["interactions"]), float(values["revenue"] or 0.0)))
+            target = docs.facet_document(values)
+            if target is None:  # the global facet: the driver writes the totals
+                out.global_rows.append(values)
                 continue
             name, document = target
             pending.setdefault(name, []).append(
@@ -249,7 +283,8 @@ def _write_facet_partition(rows: Iterable[Any], uri: str, database: str, size: i
                 flush(name)
         for name in list(pending):
             flush(name)
-    return written, spans
+    out.users, out.items = _best(users, top[0]), _best(items, top[1])
+    return out
 
 
 def _insert_records(rows: Iterable[Any], uri: str, database: str, size: int,
@@ -282,18 +317,6 @@ def _insert_records(rows: Iterable[Any], uri: str, database: str, size: int,
         for name in pending:
             flush(name)
     return counts
-
-
-def _candidates_and_global(rows: DataFrame, top_users: int, top_items: int):
-    from pyspark.sql import Window
-
-    rank = F.row_number().over(Window.partitionBy("facet").orderBy(F.desc("interactions"), F.asc("key")))
-    limit = F.when(F.col("facet") == USER, top_users).when(F.col("facet") == ITEM, top_items).otherwise(1)
-    picked = rows.where(F.col("facet").isin(USER, ITEM, GLOBAL)).withColumn("rank", rank) \
-        .where(F.col("rank") <= limit).collect()
-    users = [(r["key"], int(r["interactions"])) for r in picked if r["facet"] == USER]
-    items = [(r["key"], int(r["interactions"])) for r in picked if r["facet"] == ITEM]
-    return users, items, [r.asDict() for r in picked if r["facet"] == GLOBAL]
 
 
 def _merge_top(collection, scope: str, key_field: str, candidates: list[tuple[str, int]], n: int) -> None:
