@@ -41,6 +41,7 @@ from cpu import CpuSampler  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
+QUERIES = ("aggregates", "records", "recent_users", "user_rate")  # the job's queries with the default alert rules
 
 
 @dataclass
@@ -130,7 +131,7 @@ class Probes:
 
 
 class LagSampler:
-    """Every second: records in the topic, records the aggregates query has processed, their difference."""
+    """Every second: records in the topic, and records processed by every query."""
 
     def __init__(self, bootstrap: str, topic: str, db):
         from confluent_kafka import Consumer, TopicPartition
@@ -151,10 +152,12 @@ class LagSampler:
         self.consumer.close()
 
     def sample(self) -> tuple[float, int, int]:
+        """Records processed = by the query furthest behind (each query reads the whole topic)."""
         in_topic = sum(self.consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self.partitions)
-        processed = sum(b["input_rows"] for b in self.batches.find(
-            {"query": "aggregates", "input_rows": {"$exists": True}}, {"input_rows": 1}))
-        return time.monotonic(), in_topic, processed
+        read: dict[str, int] = {query: 0 for query in QUERIES}
+        for batch in self.batches.find({"input_rows": {"$exists": True}}, {"query": 1, "input_rows": 1}):
+            read[batch["query"]] = read.get(batch["query"], 0) + batch["input_rows"]
+        return time.monotonic(), in_topic, min(read.values())
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
