@@ -164,14 +164,16 @@ class LagSampler:
             self.samples.append(self.sample())
 
 
-def start_job(work: Path, bootstrap: str, topic: str, uri: str, database: str, trigger: str, max_offsets: int,
-              dry_run: bool, spark_conf: list[str]) -> tuple[subprocess.Popen, Path]:
+def start_job(work: Path, bootstrap: str, topic: str, uri: str, database: str, args) -> tuple[subprocess.Popen, Path]:
     log = work / f"job-{database}.log"
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
-    command = ["spark-submit", *[arg for conf in spark_conf for arg in ("--conf", conf)], "jobs/aggregate.py", "--bootstrap-servers", bootstrap, "--topic", topic,
-               "--mongo-uri", uri, "--database", database, "--checkpoint-dir", str(work / f"checkpoint-{database}"),
-               "--trigger-interval", trigger, "--max-offsets-per-trigger", str(max_offsets),
-               "--prometheus-port", "0", "--starting-offsets", "earliest"] + (["--dry-run"] if dry_run else [])
+    command = ["spark-submit", *[arg for conf in args.spark_conf for arg in ("--conf", conf)], "jobs/aggregate.py",
+               "--bootstrap-servers", bootstrap, "--topic", topic, "--mongo-uri", uri, "--database", database,
+               "--checkpoint-dir", str(work / f"checkpoint-{database}"),
+               "--trigger-interval", args.trigger, "--side-trigger-interval", args.side_trigger,
+               "--max-offsets-per-trigger", str(args.max_offsets), "--prometheus-port", "0",
+               "--starting-offsets", "earliest"] + (["--dry-run"] if args.dry_run else []) + \
+        (["--shuffle-partitions", str(args.shuffle_partitions)] if args.shuffle_partitions else [])
     job = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
                            start_new_session=True)
     deadline = time.monotonic() + 180
@@ -208,8 +210,7 @@ def measure_rate(args, work: Path, broker, mongo, rate: int) -> RateResult:
     bootstrap = broker.bootstrap_servers
     create_topic(bootstrap, topic)
     db = MongoClient(mongo.uri, tz_aware=True)[database]
-    job, log = start_job(work, bootstrap, topic, mongo.uri, database, args.trigger, args.max_offsets, args.dry_run,
-                         args.spark_conf)
+    job, log = start_job(work, bootstrap, topic, mongo.uri, database, args)
     try:
         generator = subprocess.Popen(
             [sys.executable, "-m", "generator", "--bootstrap-servers", bootstrap, "--topic", topic,
@@ -322,7 +323,9 @@ def main() -> int:
     parser.add_argument("--rates", default="2000,5000,10000", help="comma-separated generator rates, events/s")
     parser.add_argument("--seconds", type=int, default=60, help="measured window per rate")
     parser.add_argument("--warmup", type=int, default=20, help="seconds of load before the window opens")
-    parser.add_argument("--trigger", default="1 second", help="the job's trigger interval")
+    parser.add_argument("--trigger", default="1 second", help="the aggregates query's trigger interval")
+    parser.add_argument("--side-trigger", default="10 seconds", help="the other queries' trigger interval")
+    parser.add_argument("--shuffle-partitions", type=int, help="state partitions per stateful query (default: conf)")
     parser.add_argument("--max-offsets", type=int, default=200_000, help="max offsets per trigger")
     parser.add_argument("--drain-timeout", type=float, default=120)
     parser.add_argument("--users", type=int, default=10_000)
@@ -353,7 +356,8 @@ def main() -> int:
     print_table(results)
     report = {"date": dt.date.today().isoformat(),
               "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
-              "trigger": args.trigger, "spark_conf": args.spark_conf, "users": args.users, "items": args.items, "dry_run": args.dry_run,
+              "trigger": args.trigger, "side_trigger": args.side_trigger,
+              "shuffle_partitions": args.shuffle_partitions, "spark_conf": args.spark_conf, "users": args.users, "items": args.items, "dry_run": args.dry_run,
               "results": [asdict(r) for r in results]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2, default=str))

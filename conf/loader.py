@@ -65,6 +65,7 @@ class MongoConfig:
 class JobConfig:
     checkpoint_dir: str
     trigger_interval: str
+    side_trigger_interval: str
     max_offsets_per_trigger: int
     watermark_delay: str
     max_future_skew: str
@@ -78,7 +79,7 @@ class JobConfig:
     archive_retention: str
 
     def validate(self) -> None:
-        for name in ("trigger_interval", "watermark_delay", "max_future_skew", "recent_window", "recent_slide",
+        for name in ("trigger_interval", "side_trigger_interval", "watermark_delay", "max_future_skew", "recent_window", "recent_slide",
                      "archive_retention"):
             parse_duration_seconds(getattr(self, name), f"job.{name}")
         _require(self.max_offsets_per_trigger >= 0, "job.max_offsets_per_trigger must be >= 0")

@@ -25,6 +25,7 @@ FLAG_KEYS = {  # flag -> (section, key)
     "database": ("mongo", "database"),
     "checkpoint_dir": ("job", "checkpoint_dir"),
     "trigger_interval": ("job", "trigger_interval"),
+    "side_trigger_interval": ("job", "side_trigger_interval"),
     "max_offsets_per_trigger": ("job", "max_offsets_per_trigger"),
     "watermark_delay": ("job", "watermark_delay"),
     "shuffle_partitions": ("job", "shuffle_partitions"),
@@ -46,7 +47,9 @@ def parse_flags(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mongo-uri", help="MongoDB connection string")
     parser.add_argument("--database", help="MongoDB database to write")
     parser.add_argument("--checkpoint-dir", help="checkpoint directory (one per database)")
-    parser.add_argument("--trigger-interval", help="micro-batch interval, e.g. '5 seconds'")
+    parser.add_argument("--trigger-interval", help="micro-batch interval of the aggregates, e.g. '5 seconds'")
+    parser.add_argument("--side-trigger-interval",
+                        help="micro-batch interval of dead letters, last-hour top users and rate alerts")
     parser.add_argument("--max-offsets-per-trigger", type=int, help="records per micro-batch at most (0: no limit)")
     parser.add_argument("--watermark-delay", help="event-time watermark delay, e.g. '2 minutes'")
     parser.add_argument("--shuffle-partitions", type=int, help="state partitions (fixed once a checkpoint exists)")

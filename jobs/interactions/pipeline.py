@@ -90,9 +90,9 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
 
     patience = parse_duration_seconds(store.unavailable_patience)
 
-    def trigger(writer):
+    def trigger(writer, interval: str = job.side_trigger_interval):
         return writer.trigger(availableNow=True) if mode.available_now \
-            else writer.trigger(processingTime=job.trigger_interval)
+            else writer.trigger(processingTime=interval)
 
     aggregates_query = trigger(
         totals.writeStream.queryName(AGGREGATES).outputMode("update")
@@ -101,7 +101,7 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
                                                     job.top_n_users, job.top_n_items,
                                                     monitor.on_aggregates_batch if monitor else None,
                                                     dry_run=mode.dry_run),
-                               patience))).start()
+                               patience)), job.trigger_interval).start()
     records_query = trigger(
         aggregates.set_aside(parsed, job.archive_raw_events).writeStream.queryName(RECORDS).outputMode("append")
         .option("checkpointLocation", os.path.join(job.checkpoint_dir, RECORDS))
