@@ -60,11 +60,12 @@ def batch_figures(db) -> dict:
     steady_rows = sum(b["input_rows"] for b in steady)
     steady_s = sum(b["duration_ms"] for b in steady) / 1000
     written = sum(b.get("changed_documents", 0) for b in batches)
-    write_s = sum(b.get("write_ms", 0) for b in batches) / 1000
+    mongo_s = sum(b.get("mongo_write_ms", 0) for b in batches) / 1000
     return {"batches": len(batches), "rows": rows, "span_s": span, "events_per_s": rows / span,
             "steady_events_per_s": steady_rows / steady_s if steady_s else None,
             "batch_ms": [b["duration_ms"] for b in batches], "documents_written": written,
-            "upserts_per_s": written / write_s if write_s else None}
+            "mongo_write_ms": [b.get("mongo_write_ms", 0) for b in batches],
+            "upserts_per_s": written / mongo_s if mongo_s else None}
 
 
 def baseline(bootstrap: str, topic: str, mongo_uri: str, database: str, seconds: float) -> dict:
@@ -108,7 +109,7 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--items", type=int, default=2_000)
     parser.add_argument("--batch", type=int, default=100_000, help="max offsets per trigger")
-    parser.add_argument("--shuffle-partitions", type=int, default=4)
+    parser.add_argument("--shuffle-partitions", type=int, default=2)
     parser.add_argument("--baseline-seconds", type=float, default=30)
     parser.add_argument("--archive", action="store_true", help="raw-event archive on (events_raw inserts)")
     parser.add_argument("--no-baseline", action="store_true")
@@ -149,11 +150,12 @@ def main() -> int:
         print(f"{'job end to end, events/s (all batches)':<44}{ours['events_per_s']:>14,.0f}")
         if ours["steady_events_per_s"]:
             print(f"{'job, batches after the first, events/s':<44}{ours['steady_events_per_s']:>14,.0f}")
-        print(f"{'aggregate documents / s of sink time':<44}{(ours['upserts_per_s'] or 0):>14,.0f}")
+        print(f"{'MongoDB upserts/s while writing':<44}{(ours['upserts_per_s'] or 0):>14,.0f}")
         if naive:
             print(f"{'baseline: one update per message, events/s':<44}{naive['events_per_s']:>14,.0f}")
             print(f"{'job / baseline':<44}{results['speedup']:>14.1f}x")
         print(f"{'batches, durations (ms)':<44}{ours['batches']:>14}  {ours['batch_ms']}")
+        print(f"{'  of which a MongoDB write was outstanding':<44}{'':>14}  {ours['mongo_write_ms']}")
         print(f"job result equals the recomputation: {report.ok}")
         if not report.ok:
             print("\n".join(report.lines()))

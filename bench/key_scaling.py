@@ -1,0 +1,93 @@
+"""How a micro-batch's duration grows with the number of distinct users and items (keys), same events per batch.
+
+    .venv/bin/python bench/key_scaling.py [--users 10000,100000,1000000] [--events 300000] [--batch 100000]
+                                          [--out .stack/bench/key_scaling.json]
+
+For each user count (items = users / 5), on one broker and database started here (free ports, temporary folder):
+produces --events seeded events (Zipf popularity, so the number of keys a batch touches grows more slowly than the
+key space), runs `spark-submit jobs/aggregate.py --available-now` in batches of --batch events into a fresh
+database and checkpoint, and reports, per batch after the first (warm-up): its duration, the documents it changed,
+the time with a MongoDB bulk write outstanding, and the time spent in the totals and top-N summary. Ends with the
+independent recomputation of every document, so a fast wrong run does not count.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from end_to_end import produce, run_job  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def figures(db) -> dict:
+    batches = list(db.batches.find({"query": "aggregates", "input_rows": {"$gt": 0},
+                                    "changed_documents": {"$exists": True}}).sort("batch_id", 1))[1:]
+    if not batches:
+        return {}
+
+    def median(key: str) -> float:
+        return statistics.median(b.get(key, 0) for b in batches)
+
+    return {"batches": len(batches), "events_per_batch": median("input_rows"),
+            "batch_s": median("duration_ms") / 1000, "documents": median("changed_documents"),
+            "mongo_write_s": median("mongo_write_ms") / 1000, "summary_s": median("summary_ms") / 1000,
+            "spark_s": (median("duration_ms") - median("mongo_write_ms") - median("summary_ms")) / 1000,
+            "users": db.user_stats.estimated_document_count(), "items": db.item_stats.estimated_document_count()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", default="10000,100000,1000000", help="comma-separated user counts")
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--batch", type=int, default=100_000, help="events per micro-batch")
+    parser.add_argument("--out", default=str(ROOT / ".stack" / "bench" / "key_scaling.json"))
+    args = parser.parse_args()
+
+    from pymongo import MongoClient
+
+    from conf import load_config
+    from interactions.verify import compare, read_topic, recompute_for
+    from stack import KafkaBroker, MongoServer, free_ports
+
+    work = Path(tempfile.mkdtemp(prefix="bench-keys-"))
+    kafka_port, controller_port, mongo_port = free_ports(3)
+    broker = KafkaBroker(work / "kafka", port=kafka_port, controller_port=controller_port)
+    mongo = MongoServer(work / "mongo", port=mongo_port)
+    broker.start(timeout=180)
+    mongo.start(timeout=120)
+    rows = []
+    try:
+        for users in (int(u) for u in args.users.split(",")):
+            topic, database = f"keys-{users}", f"keys_{users}"
+            produce(broker.bootstrap_servers, topic, args.events, users, max(1, users // 5))
+            run_job(broker.bootstrap_servers, topic, mongo.uri, database, str(work / f"checkpoint-{users}"),
+                    args.batch, 2, archive=False)
+            db = MongoClient(mongo.uri, tz_aware=True)[database]
+            report = compare(recompute_for(load_config(env={}), read_topic(broker.bootstrap_servers, topic)), db)
+            rows.append({"user_keys": users, "item_keys": max(1, users // 5), **figures(db), "correct": report.ok})
+            print(json.dumps(rows[-1]), flush=True)
+    finally:
+        mongo.stop()
+        broker.stop()
+    print(f"\n{'user keys':>10} {'users seen':>10} {'items seen':>10} {'docs/batch':>10} {'batch s':>8} "
+          f"{'spark s':>8} {'mongo s':>8} {'summary s':>9} {'correct':>7}")
+    for r in rows:
+        print(f"{r['user_keys']:>10,} {r.get('users', 0):>10,} {r.get('items', 0):>10,} {r.get('documents', 0):>10,.0f} "
+              f"{r.get('batch_s', 0):>8.1f} {r.get('spark_s', 0):>8.1f} {r.get('mongo_write_s', 0):>8.1f} "
+              f"{r.get('summary_s', 0):>9.2f} {str(r['correct']):>7}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores",
+                                          "events": args.events, "batch": args.batch, "rows": rows}, indent=2))
+    return 0 if all(r["correct"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
