@@ -90,7 +90,10 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
 
     patience = parse_duration_seconds(store.unavailable_patience)
 
-    def trigger(writer, interval: str = job.side_trigger_interval):
+    def trigger(writer, interval: str = job.side_trigger_interval, pool: str = "side"):
+        # the query's thread inherits the scheduler pool set now (conf/spark-fairscheduler.xml): the aggregates
+        # query has its own, the others share "side"
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", pool)
         return writer.trigger(availableNow=True) if mode.available_now \
             else writer.trigger(processingTime=interval)
 
@@ -101,7 +104,7 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
                                                     job.top_n_users, job.top_n_items,
                                                     monitor.on_aggregates_batch if monitor else None,
                                                     dry_run=mode.dry_run),
-                               patience)), job.trigger_interval).start()
+                               patience)), job.trigger_interval, AGGREGATES).start()
     records_query = trigger(
         aggregates.set_aside(parsed, job.archive_raw_events).writeStream.queryName(RECORDS).outputMode("append")
         .option("checkpointLocation", os.path.join(job.checkpoint_dir, RECORDS))
@@ -123,6 +126,7 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
             .writeStream.queryName(USER_RATE).outputMode("update")
             .option("checkpointLocation", os.path.join(job.checkpoint_dir, USER_RATE))
             .foreachBatch(user_rate.BusiestUsersFeed(monitor.on_busiest_users))).start())
+    spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
     return RunningPipeline(spark, queries, listener, closers)
 
 
