@@ -1,7 +1,9 @@
 """Sustained throughput and freshness of the running job, at fixed generator rates.
 
     .venv/bin/python bench/live.py [--rates 2000,5000,10000] [--seconds 60] [--warmup 20] [--trigger "1 second"]
-                                   [--users 10000] [--items 2000] [--dry-run] [--out .stack/bench/live.json]
+                                   [--side-trigger "10 seconds"] [--shuffle-partitions N] [--users 10000]
+                                   [--items 2000] [--dry-run] [--spark-conf KEY=VALUE ...]
+                                   [--out .stack/bench/live.json]
 
 Starts its own Apache Kafka and MongoDB-protocol server (free ports, temporary folders). For each rate, on a fresh
 topic, database and checkpoint:
