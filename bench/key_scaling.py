@@ -80,7 +80,8 @@ def main() -> int:
     print(f"\n{'user keys':>10} {'users seen':>10} {'items seen':>10} {'docs/batch':>10} {'batch s':>8} "
           f"{'spark s':>8} {'mongo s':>8} {'summary s':>9} {'correct':>7}")
     for r in rows:
-        print(f"{r['user_keys']:>10,} {r.get('users', 0):>10,} {r.get('items', 0):>10,} {r.get('documents', 0):>10,.0f} "
+        print(f"{r['user_keys']:>10,} {r.get('users', 0):>10,} {r.get('items', 0):>10,} "
+              f"{r.get('documents', 0):>10,.0f} "
               f"{r.get('batch_s', 0):>8.1f} {r.get('spark_s', 0):>8.1f} {r.get('mongo_write_s', 0):>8.1f} "
               f"{r.get('summary_s', 0):>9.2f} {str(r['correct']):>7}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

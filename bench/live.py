@@ -118,7 +118,8 @@ class Probes:
             now = dt.datetime.now(dt.timezone.utc)
             event = {"event_id": uuid.uuid4().hex, "user_id": user, "item_id": None, "interaction_type": "login",
                      "platform": "web", "session_id": f"s-{user}", "country": "DE", "price": None,
-                     "quantity": None, "event_time": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"}
+                     "quantity": None,
+                     "event_time": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"}
             self.sent[user] = time.time()
             self.producer.produce(self.topic, json.dumps(event).encode(), key=user.encode())
             self.producer.poll(0)
@@ -307,7 +308,8 @@ def print_table(results: list[RateResult]) -> None:
         f = r.freshness_s
         print(f"{r.rate:>8,} {r.produced_per_s:>8,.0f} {r.processed_per_s:>8,.0f} {r.lag_max_first_half:>9,} "
               f"{r.lag_max_second_half:>9,} {r.drain_s if r.drain_s is not None else float('nan'):>8.1f} "
-              f"{'yes' if r.kept_up else 'NO':>8} {f.get('p50', float('nan')):>6.2f} {f.get('p95', float('nan')):>6.2f} "
+              f"{'yes' if r.kept_up else 'NO':>8} {f.get('p50', float('nan')):>6.2f} "
+              f"{f.get('p95', float('nan')):>6.2f} "
               f"{f.get('p99', float('nan')):>6.2f} {r.batch_s_median:>8.2f} {r.documents_per_batch:>8,.0f} "
               f"{(r.upserts_per_s or 0):>8,.0f} {str(r.correct):>7}")
     print("\nCPU (cores busy, average over the measured window):")
@@ -359,7 +361,8 @@ def main() -> int:
     report = {"date": dt.date.today().isoformat(),
               "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
               "trigger": args.trigger, "side_trigger": args.side_trigger,
-              "shuffle_partitions": args.shuffle_partitions, "spark_conf": args.spark_conf, "users": args.users, "items": args.items, "dry_run": args.dry_run,
+              "shuffle_partitions": args.shuffle_partitions, "spark_conf": args.spark_conf,
+              "users": args.users, "items": args.items, "dry_run": args.dry_run,
               "results": [asdict(r) for r in results]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2, default=str))

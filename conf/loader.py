@@ -79,8 +79,8 @@ class JobConfig:
     archive_retention: str
 
     def validate(self) -> None:
-        for name in ("trigger_interval", "side_trigger_interval", "watermark_delay", "max_future_skew", "recent_window", "recent_slide",
-                     "archive_retention"):
+        for name in ("trigger_interval", "side_trigger_interval", "watermark_delay", "max_future_skew",
+                     "recent_window", "recent_slide", "archive_retention"):
             parse_duration_seconds(getattr(self, name), f"job.{name}")
         _require(self.max_offsets_per_trigger >= 0, "job.max_offsets_per_trigger must be >= 0")
         _require(self.shuffle_partitions >= 1, "job.shuffle_partitions must be >= 1")
