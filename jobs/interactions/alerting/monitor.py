@@ -2,8 +2,8 @@
 
 Fed from inside the job (no polling service): the aggregates sink hands over its batch's minute figures (the
 minute_counts values it just wrote), the per-user rate query its busiest user per window, the progress listener each
-batch of the records query (records read, dead letters). Every entry point logs and swallows its own errors: alerting never stops or
-slows the stream beyond one small collect and a few small writes per batch.
+batch of the records query (records read, dead letters). Every entry point logs and swallows its own errors: alerting
+never stops or slows the stream beyond a few small writes per batch.
 """
 from __future__ import annotations
 
