@@ -20,9 +20,10 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from services import local_services
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,15 +121,7 @@ def main() -> int:
 
     from conf import load_config
     from interactions.verify import compare, read_topic, recompute_for
-    from stack import KafkaBroker, MongoServer, free_ports
-
-    work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
-    kafka_port, controller_port, mongo_port = free_ports(3)
-    broker = KafkaBroker(work / "kafka", port=kafka_port, controller_port=controller_port)
-    mongo = MongoServer(work / "mongo", port=mongo_port)
-    broker.start(timeout=180)
-    mongo.start(timeout=120)
-    try:
+    with local_services("bench-e2e-") as (work, broker, mongo):
         topic = "bench"
         produce_rate = produce(broker.bootstrap_servers, topic, args.events, args.users, args.items)
         run_job(broker.bootstrap_servers, topic, mongo.uri, "job", str(work / "checkpoint"), args.batch,
@@ -162,9 +155,6 @@ def main() -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=2, default=str))
         return 0 if report.ok else 1
-    finally:
-        mongo.stop()
-        broker.stop()
 
 
 if __name__ == "__main__":

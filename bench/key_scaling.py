@@ -18,11 +18,11 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from end_to_end import produce, run_job  # noqa: E402
+from services import local_services  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,16 +55,8 @@ def main() -> int:
 
     from conf import load_config
     from interactions.verify import compare, read_topic, recompute_for
-    from stack import KafkaBroker, MongoServer, free_ports
-
-    work = Path(tempfile.mkdtemp(prefix="bench-keys-"))
-    kafka_port, controller_port, mongo_port = free_ports(3)
-    broker = KafkaBroker(work / "kafka", port=kafka_port, controller_port=controller_port)
-    mongo = MongoServer(work / "mongo", port=mongo_port)
-    broker.start(timeout=180)
-    mongo.start(timeout=120)
     rows = []
-    try:
+    with local_services("bench-keys-") as (work, broker, mongo):
         for users in (int(u) for u in args.users.split(",")):
             topic, database = f"keys-{users}", f"keys_{users}"
             produce(broker.bootstrap_servers, topic, args.events, users, max(1, users // 5))
@@ -74,9 +66,6 @@ def main() -> int:
             report = compare(recompute_for(load_config(env={}), read_topic(broker.bootstrap_servers, topic)), db)
             rows.append({"user_keys": users, "item_keys": max(1, users // 5), **figures(db), "correct": report.ok})
             print(json.dumps(rows[-1]), flush=True)
-    finally:
-        mongo.stop()
-        broker.stop()
     print(f"\n{'user keys':>10} {'users seen':>10} {'items seen':>10} {'docs/batch':>10} {'batch s':>8} "
           f"{'spark s':>8} {'mongo s':>8} {'summary s':>9} {'correct':>7}")
     for r in rows:

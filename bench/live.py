@@ -31,7 +31,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -40,6 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cpu import CpuSampler  # noqa: E402
+from services import local_services  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
@@ -340,23 +340,12 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / ".stack" / "bench" / "live.json"))
     args = parser.parse_args()
 
-    from stack import KafkaBroker, MongoServer, free_ports
-
-    work = Path(tempfile.mkdtemp(prefix="bench-live-"))
-    kafka_port, controller_port, mongo_port = free_ports(3)
-    broker = KafkaBroker(work / "kafka", port=kafka_port, controller_port=controller_port)
-    mongo = MongoServer(work / "mongo", port=mongo_port)
-    broker.start(timeout=180)
-    mongo.start(timeout=120)
     results: list[RateResult] = []
-    try:
+    with local_services("bench-live-") as (work, broker, mongo):
         for rate in (int(r) for r in args.rates.split(",")):
             print(f"rate {rate:,} events/s ...", flush=True)
             results.append(measure_rate(args, work, broker, mongo, rate))
             print_table(results[-1:])
-    finally:
-        mongo.stop()
-        broker.stop()
     print_table(results)
     report = {"date": dt.date.today().isoformat(),
               "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",

@@ -53,6 +53,18 @@ def matches_recomputation(bootstrap, topic, db) -> bool:
     return compare(recompute_for(load_config(env={}), read_topic(bootstrap, topic)), db).ok
 
 
+def catch_up_stop_and_check(bootstrap, topic, db, job, log: Path, after: str) -> None:
+    """Wait until the totals count every event and every output equals the recomputation, stop the job cleanly and
+    compare again."""
+    total = expected_events(bootstrap, topic)
+    wait_until(lambda: counted(db) == total, timeout=300,
+               message=f"the job did not catch up to {total} events after {after}")
+    wait_until(lambda: matches_recomputation(bootstrap, topic, db), timeout=120, interval=2,
+               message="the job's other outputs did not catch up")
+    assert stop_job(job) == 0, log.read_text()[-3000:]
+    check(bootstrap, topic, db)
+
+
 def check(bootstrap, topic, db):
     expected = recompute_for(load_config(env={}), read_topic(bootstrap, topic))
     report = compare(expected, db)
@@ -88,13 +100,7 @@ def test_the_job_waits_for_mongodb_and_catches_up(kafka_broker, kafka_topic, tmp
         assert job.poll() is None, "the job died while MongoDB was away:\n" + log.read_text()[-3000:]
         mongo.start(timeout=120)  # back, on the same data
 
-        total = expected_events(kafka_broker.bootstrap_servers, kafka_topic)
-        wait_until(lambda: counted(db) == total, timeout=300,
-                   message=f"the job did not catch up to {total} events after MongoDB came back")
-        wait_until(lambda: matches_recomputation(kafka_broker.bootstrap_servers, kafka_topic, db), timeout=120,
-                   interval=2, message="the job's other outputs did not catch up")
-        assert stop_job(job) == 0, log.read_text()[-3000:]
-        check(kafka_broker.bootstrap_servers, kafka_topic, db)
+        catch_up_stop_and_check(kafka_broker.bootstrap_servers, kafka_topic, db, job, log, "MongoDB came back")
     finally:
         mongo.stop()
 
@@ -124,12 +130,6 @@ def test_a_frozen_broker_delays_but_loses_nothing(mongo_server, mongo_db, tmp_pa
         assert producer.wait(timeout=300) == 0, producer.stderr.read()[-2000:]
         assert job.poll() is None, "the job died while the broker was frozen:\n" + log.read_text()[-3000:]
 
-        total = expected_events(broker.bootstrap_servers, topic)
-        wait_until(lambda: counted(mongo_db) == total, timeout=300,
-                   message=f"the job did not catch up to {total} events after the broker came back")
-        wait_until(lambda: matches_recomputation(broker.bootstrap_servers, topic, mongo_db), timeout=120,
-                   interval=2, message="the job's other outputs did not catch up")
-        assert stop_job(job) == 0, log.read_text()[-3000:]
-        check(broker.bootstrap_servers, topic, mongo_db)
+        catch_up_stop_and_check(broker.bootstrap_servers, topic, mongo_db, job, log, "the broker came back")
     finally:
         broker.stop()

@@ -89,26 +89,25 @@ class AggregatesSink:
         recount = self.last_attempt is None or batch_id <= self.last_attempt
         self.last_attempt = batch_id
         with client(self.uri) as mongo:
-            previous = mongo[self.database][docs.TOTALS].find_one({"_id": "all"}) or {}
-        uri, database, size, dry = self.uri, self.database, self.write_batch_size, self.dry_run
-        top, least_item = (self.top_users, self.top_items), previous.get("min_item_id")
-        parts: list[FacetPartition] = with_epoch_micros(batch).rdd.mapPartitions(
-            lambda part: [_write_facet_partition(part, uri, database, size, dry, top, least_item)]).collect()
-        if not any(p.rows for p in parts):  # a no-data batch that only moved the watermark
-            return
-        written = sum(p.written for p in parts)
-        mongo_seconds = busy_seconds([span for p in parts for span in p.spans])
-        users = _best([c for p in parts for c in p.users], self.top_users)
-        items = _best([c for p in parts for c in p.items], self.top_items)
-        global_rows = [row for p in parts for row in p.global_rows]
-        if self.on_batch is not None:
-            self.on_batch([minute for p in parts for minute in p.minutes], batch_id)
-        summary_started = time.monotonic()
-        with client(self.uri) as mongo:
             db = mongo[self.database]
+            previous = db[docs.TOTALS].find_one({"_id": "all"}) or {}
+            uri, database, size, dry = self.uri, self.database, self.write_batch_size, self.dry_run
+            top, least_item = (self.top_users, self.top_items), previous.get("min_item_id")
+            parts: list[FacetPartition] = with_epoch_micros(batch).rdd.mapPartitions(
+                lambda part: [_write_facet_partition(part, uri, database, size, dry, top, least_item)]).collect()
+            if not any(p.rows for p in parts):  # a no-data batch that only moved the watermark
+                return
+            written = sum(p.written for p in parts)
+            mongo_seconds = busy_seconds([span for p in parts for span in p.spans])
+            if self.on_batch is not None:
+                self.on_batch([minute for p in parts for minute in p.minutes], batch_id)
+            summary_started = time.monotonic()
             if not self.dry_run:
-                _merge_top(db[docs.TOP_USERS], "all", "user_id", users, self.top_users)
-                _merge_top(db[docs.TOP_ITEMS], "all", "item_id", items, self.top_items)
+                _merge_top(db[docs.TOP_USERS], "all", "user_id",
+                           _best([c for p in parts for c in p.users], self.top_users), self.top_users)
+                _merge_top(db[docs.TOP_ITEMS], "all", "item_id",
+                           _best([c for p in parts for c in p.items], self.top_items), self.top_items)
+                global_rows = [row for p in parts for row in p.global_rows]
                 if global_rows:
                     _refresh_totals(db, docs.totals_fields(global_rows[0]), previous, parts, recount)
             summary_ms = int((time.monotonic() - summary_started) * 1000)

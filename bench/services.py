@@ -1,0 +1,29 @@
+"""The broker and database a benchmark runs against: its own Apache Kafka and MongoDB-protocol server, on free
+loopback ports, in a temporary folder that is left behind for its logs."""
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+if TYPE_CHECKING:
+    from stack import KafkaBroker, MongoServer
+
+
+@contextlib.contextmanager
+def local_services(prefix: str) -> Iterator[tuple[Path, KafkaBroker, MongoServer]]:
+    """(work folder, started broker, started database); both are stopped on the way out."""
+    from stack import KafkaBroker, MongoServer, free_ports
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    kafka_port, controller_port, mongo_port = free_ports(3)
+    broker = KafkaBroker(work / "kafka", port=kafka_port, controller_port=controller_port)
+    mongo = MongoServer(work / "mongo", port=mongo_port)
+    broker.start(timeout=180)
+    try:
+        mongo.start(timeout=120)
+        yield work, broker, mongo
+    finally:
+        mongo.stop()
+        broker.stop()
