@@ -65,10 +65,10 @@ class MongoConfig:
 class JobConfig:
     checkpoint_dir: str
     trigger_interval: str
-    side_trigger_interval: str
     max_offsets_per_trigger: int
     watermark_delay: str
     max_future_skew: str
+    duplicate_window: str
     shuffle_partitions: int
     top_n_users: int
     top_n_items: int
@@ -79,9 +79,10 @@ class JobConfig:
     archive_retention: str
 
     def validate(self) -> None:
-        for name in ("trigger_interval", "side_trigger_interval", "watermark_delay", "max_future_skew",
-                     "recent_window", "recent_slide", "archive_retention"):
+        for name in ("trigger_interval", "watermark_delay", "max_future_skew", "duplicate_window", "recent_window",
+                     "recent_slide", "archive_retention"):
             parse_duration_seconds(getattr(self, name), f"job.{name}")
+        _require(parse_duration_seconds(self.duplicate_window) >= 1, "job.duplicate_window must be at least 1 second")
         _require(self.max_offsets_per_trigger >= 0, "job.max_offsets_per_trigger must be >= 0")
         _require(self.shuffle_partitions >= 1, "job.shuffle_partitions must be >= 1")
         for name in ("top_n_users", "top_n_items", "top_n_users_last_hour"):
@@ -156,6 +157,25 @@ class HealthConfig:
 
 
 @dataclass(frozen=True)
+class RetentionConfig:
+    """How long MongoDB keeps each collection's documents (a TTL index); "" keeps them for ever."""
+    minute_counts: str
+    hourly_counts: str
+    daily_counts: str
+    user_slots: str
+    batches: str
+    dead_letters: str
+    late_events: str
+
+    def validate(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value:
+                _require(parse_duration_seconds(value, f"retention.{f.name}") >= 1,
+                         f"retention.{f.name} must be at least 1 second (or \"\": kept for ever)")
+
+
+@dataclass(frozen=True)
 class PipelineConfig:
     kafka: KafkaConfig
     mongo: MongoConfig
@@ -164,6 +184,7 @@ class PipelineConfig:
     stack: StackConfig
     alerts: AlertsConfig
     health: HealthConfig
+    retention: RetentionConfig
     source: str = field(default=str(DEFAULT_PATH), compare=False)
 
     def replace(self, section: str, **values: Any) -> "PipelineConfig":
@@ -173,7 +194,8 @@ class PipelineConfig:
 
 SECTIONS: dict[str, type] = {f.name: f.type for f in fields(PipelineConfig) if f.name != "source"}
 _SECTION_TYPES = {"kafka": KafkaConfig, "mongo": MongoConfig, "job": JobConfig,
-                  "generator": GeneratorConfig, "stack": StackConfig, "alerts": AlertsConfig, "health": HealthConfig}
+                  "generator": GeneratorConfig, "stack": StackConfig, "alerts": AlertsConfig, "health": HealthConfig,
+                  "retention": RetentionConfig}
 
 
 def load_config(
@@ -223,7 +245,14 @@ def load_config(
     config = _apply(config, overrides or {}, origin="flag")
     for section in _SECTION_TYPES:
         getattr(config, section).validate()
+    _check_across_sections(config)
     return config
+
+
+def _check_across_sections(config: PipelineConfig) -> None:
+    slots = config.retention.user_slots
+    _require(not slots or parse_duration_seconds(slots) >= parse_duration_seconds(config.job.recent_window),
+             "retention.user_slots must be at least job.recent_window (the last hour is summed from them)")
 
 
 def _apply(config: PipelineConfig, values: Mapping[str, Mapping[str, Any]], origin: str) -> PipelineConfig:

@@ -25,7 +25,7 @@ FLAG_KEYS = {  # flag -> (section, key)
     "database": ("mongo", "database"),
     "checkpoint_dir": ("job", "checkpoint_dir"),
     "trigger_interval": ("job", "trigger_interval"),
-    "side_trigger_interval": ("job", "side_trigger_interval"),
+    "duplicate_window": ("job", "duplicate_window"),
     "max_offsets_per_trigger": ("job", "max_offsets_per_trigger"),
     "watermark_delay": ("job", "watermark_delay"),
     "shuffle_partitions": ("job", "shuffle_partitions"),
@@ -47,9 +47,9 @@ def parse_flags(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mongo-uri", help="MongoDB connection string")
     parser.add_argument("--database", help="MongoDB database to write")
     parser.add_argument("--checkpoint-dir", help="checkpoint directory (one per database)")
-    parser.add_argument("--trigger-interval", help="micro-batch interval of the aggregates, e.g. '5 seconds'")
-    parser.add_argument("--side-trigger-interval",
-                        help="micro-batch interval of dead letters, last-hour top users and rate alerts")
+    parser.add_argument("--trigger-interval", help="micro-batch interval, e.g. '5 seconds'")
+    parser.add_argument("--duplicate-window",
+                        help="redeliveries within this broker time of the first copy are dropped, e.g. '2 minutes'")
     parser.add_argument("--max-offsets-per-trigger", type=int, help="records per micro-batch at most (0: no limit)")
     parser.add_argument("--watermark-delay", help="event-time watermark delay, e.g. '2 minutes'")
     parser.add_argument("--shuffle-partitions", type=int, help="state partitions (fixed once a checkpoint exists)")
@@ -57,6 +57,9 @@ def parse_flags(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--prometheus-port", type=int, help="serve health metrics on this port (0 = off)")
     parser.add_argument("--available-now", action="store_true",
                         help="process everything in the topic now, then stop (backfills, tests)")
+    parser.add_argument("--reset", action="store_true",
+                        help="with a new checkpoint: clear the database's derived collections first (they hold the "
+                             "output of another checkpoint)")
     parser.add_argument("--dry-run", action="store_true",
                         help="compute every aggregate but store none (only per-batch figures in `batches`); "
                              "measures the job without the database")
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             from interactions.alerting import load_rules
             load_rules(config.alerts.rules_file)
         from interactions.preflight import check_services
-        check_services(config)
+        check_services(config, reset=args.reset)
     except ConfigError as exc:
         print(f"aggregate: {exc}", file=sys.stderr)
         return 2

@@ -1,93 +1,128 @@
-"""Facet totals -> MongoDB documents: which collection, which _id, which fields. Pure Python, no Spark, no I/O.
+"""Running totals -> MongoDB documents: which collection, which `_id`, which fields. Pure DataFrame -> DataFrame
+projections (the connector writes them from the executors), plus the few pure-Python helpers the driver needs.
 
 docs/collections.md is the contract these functions implement.
 """
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping
+from typing import Callable, Iterable
 
-from interactions.aggregates import GLOBAL, HOUR, ITEM, MINUTE, USER
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from interactions.facets import ARCHIVE, DAY, HOUR, ITEM, MINUTE, USER, USER_SLOT, WINDOWS
+from interactions.parsing import DEAD_LETTER, LATE
 from interactions.schema import INTERACTION_TYPES
 
 USER_STATS = "user_stats"
 ITEM_STATS = "item_stats"
 MINUTE_COUNTS = "minute_counts"
 HOURLY_COUNTS = "hourly_counts"
+DAILY_COUNTS = "daily_counts"
+USER_SLOTS = "user_slots"
 TOP_USERS = "top_users"
 TOP_ITEMS = "top_items"
-TOP_USERS_BY_WINDOW = "top_users_by_window"
+TOP_LISTS = "top_lists"
 TOTALS = "totals"
 DEAD_LETTERS = "dead_letters"
 EVENTS_RAW = "events_raw"
 LATE_EVENTS = "late_events"
 BATCHES = "batches"
+PIPELINE = "pipeline"
 
-FACET_COLLECTIONS = {USER: USER_STATS, ITEM: ITEM_STATS, MINUTE: MINUTE_COUNTS, HOUR: HOURLY_COUNTS}
-WINDOW_LENGTH = {MINUTE: dt.timedelta(minutes=1), HOUR: dt.timedelta(hours=1)}
-
-
-def facet_document(row: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
-    """(collection, document) for one row of facet_totals; None for the global facet (see totals_fields)."""
-    facet = row["facet"]
-    by_type = {t: int(row[t]) for t in INTERACTION_TYPES}
-    if facet == USER:
-        return USER_STATS, {
-            "_id": row["key"], "user_id": row["key"], "interactions": int(row["interactions"]), **by_type,
-            "distinct_items": int(row["distinct_items"]), "first_event_time": _utc(row["first_event_time"]),
-            "last_event_time": _utc(row["last_event_time"]), "last_platform": row["last_platform"],
-            "revenue": float(row["revenue"] or 0.0)}
-    if facet == ITEM:
-        views = by_type["view"]
-        return ITEM_STATS, {
-            "_id": row["key"], "item_id": row["key"], "interactions": int(row["interactions"]), **by_type,
-            "distinct_users": int(row["distinct_users"]), "revenue": float(row["revenue"] or 0.0),
-            "view_to_purchase_rate": (by_type["purchase"] / views) if views else None}
-    if facet in (MINUTE, HOUR):
-        start = _utc(row["bucket"])
-        return FACET_COLLECTIONS[facet], {
-            "_id": window_id(start, row["facet_type"], row["facet_platform"]),
-            "window_start": start, "window_end": start + WINDOW_LENGTH[facet],
-            "interaction_type": row["facet_type"], "platform": row["facet_platform"],
-            "events": int(row["interactions"]), "revenue": float(row["revenue"] or 0.0)}
-    if facet == GLOBAL:
-        return None
-    raise ValueError(f"unknown facet {facet!r}")
+WINDOW_COLLECTIONS = {MINUTE: MINUTE_COUNTS, HOUR: HOURLY_COUNTS, DAY: DAILY_COUNTS}
+# the collections the job derives from the stream (a reset of the database clears exactly these)
+DERIVED = (USER_STATS, ITEM_STATS, MINUTE_COUNTS, HOURLY_COUNTS, DAILY_COUNTS, USER_SLOTS, TOP_USERS, TOP_ITEMS,
+           TOP_LISTS, TOTALS, DEAD_LETTERS, LATE_EVENTS, EVENTS_RAW, BATCHES, PIPELINE)
+ISO_SECONDS = "yyyy-MM-dd'T'HH:mm:ss'Z'"  # the session time zone is UTC (the job sets it)
 
 
-def set_aside_document(row: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(collection, document) for a row of the records query: a dead letter, a late event, or an archived event."""
-    received = _utc(row["kafka_timestamp"])
-    if row["reason"] is not None:
-        return DEAD_LETTERS, {"_id": row["coordinates"], "topic": row["topic"], "partition": row["partition"],
-                              "offset": row["offset"], "kafka_timestamp": received, "raw": row["raw"],
-                              "reason": row["reason"], "batch_id": row["batch_id"]}
-    if row["late"]:
-        happened = _utc(row["event_time"])
-        return LATE_EVENTS, {"_id": row["coordinates"], "topic": row["topic"], "partition": row["partition"],
-                             "offset": row["offset"], "kafka_timestamp": received, "event_time": happened,
-                             "lateness_seconds": (received - happened).total_seconds(), "event_id": row["event_id"],
-                             "user_id": row["user_id"], "interaction_type": row["interaction_type"],
-                             "raw": row["raw"], "batch_id": row["batch_id"]}
-    return EVENTS_RAW, {"_id": row["event_id"], "user_id": row["user_id"], "item_id": row["item_id"],
-                        "interaction_type": row["interaction_type"], "platform": row["platform"],
-                        "session_id": row["session_id"], "event_time": _utc(row["event_time"]),
-                        "price": row["price"], "quantity": row["quantity"], "country": row["country"],
-                        "topic": row["topic"], "partition": row["partition"], "offset": row["offset"],
-                        "kafka_timestamp": received}
+def user_stats(totals: DataFrame) -> DataFrame:
+    return _facet(totals, USER).select(
+        F.col("key").alias("_id"), F.col("key").alias("user_id"), F.col("interactions"),
+        *[F.col(t) for t in INTERACTION_TYPES], F.coalesce("distinct", F.lit(0)).alias("distinct_items"),
+        F.col("first_event_time"), F.col("last_event_time"), F.col("last_platform"),
+        F.coalesce("revenue", F.lit(0.0)).alias("revenue"))
 
 
-def window_id(start: dt.datetime, interaction_type: str, platform: str) -> str:
-    return f"{start.strftime('%Y-%m-%dT%H:%M:%SZ')}|{interaction_type}|{platform}"
+def item_stats(totals: DataFrame) -> DataFrame:
+    return _facet(totals, ITEM).select(
+        F.col("key").alias("_id"), F.col("key").alias("item_id"), F.col("interactions"),
+        *[F.col(t) for t in INTERACTION_TYPES], F.coalesce("distinct", F.lit(0)).alias("distinct_users"),
+        F.coalesce("revenue", F.lit(0.0)).alias("revenue"),
+        F.when(F.col("view") > 0, F.col("purchase") / F.col("view")).alias("view_to_purchase_rate"))
 
 
-def totals_fields(global_row: Mapping[str, Any]) -> dict[str, Any]:
-    """The part of the `totals` document that the global facet knows exactly."""
-    return {"events": int(global_row["interactions"]), "purchases": int(global_row["purchase"]),
-            "revenue": float(global_row["revenue"] or 0.0)}
+def window_counts(totals: DataFrame, facet: str) -> DataFrame:
+    """minute_counts, hourly_counts or daily_counts: per window start x type x platform."""
+    return _facet(totals, facet).select(
+        window_id(F.col("start"), F.col("ftype"), F.col("fplatform")).alias("_id"),
+        F.col("start").alias("window_start"), _plus(F.col("start"), WINDOWS[facet]).alias("window_end"),
+        F.col("ftype").alias("interaction_type"), F.col("fplatform").alias("platform"),
+        F.col("interactions").alias("events"), F.coalesce("revenue", F.lit(0.0)).alias("revenue"))
 
 
-def merge_top(current: list[tuple[str, int]], candidates: list[tuple[str, int]], n: int) -> list[tuple[str, int]]:
+def user_slots(totals: DataFrame, slot: dt.timedelta) -> DataFrame:
+    """Interactions per user per slot of the recent window (internal: "top users in the last hour")."""
+    return _facet(totals, USER_SLOT).select(
+        F.concat_ws("|", F.col("key"), F.date_format("start", ISO_SECONDS)).alias("_id"),
+        F.col("key").alias("user_id"), F.col("start").alias("window_start"),
+        _plus(F.col("start"), slot).alias("window_end"), F.col("interactions"))
+
+
+def dead_letters(totals: DataFrame, topic: str, batch_id: int) -> DataFrame:
+    return _facet(totals, DEAD_LETTER).select(
+        _coordinates(topic).alias("_id"), F.lit(topic).alias("topic"), F.col("record.partition").alias("partition"),
+        F.col("record.offset").alias("offset"), F.col("record.kafka_timestamp").alias("kafka_timestamp"),
+        F.col("record.raw").alias("raw"), F.col("record.reason").alias("reason"), F.lit(batch_id).alias("batch_id"))
+
+
+def late_events(totals: DataFrame, topic: str, batch_id: int) -> DataFrame:
+    received, happened = F.col("record.kafka_timestamp"), F.col("record.event_time")
+    return _facet(totals, LATE).select(
+        _coordinates(topic).alias("_id"), F.lit(topic).alias("topic"), F.col("record.partition").alias("partition"),
+        F.col("record.offset").alias("offset"), received.alias("kafka_timestamp"), happened.alias("event_time"),
+        ((F.unix_micros(received) - F.unix_micros(happened)) / 1e6).alias("lateness_seconds"),
+        F.col("record.event_id").alias("event_id"), F.col("record.user_id").alias("user_id"),
+        F.col("record.interaction_type").alias("interaction_type"), F.col("record.raw").alias("raw"),
+        F.lit(batch_id).alias("batch_id"))
+
+
+def archived_events(totals: DataFrame, topic: str) -> DataFrame:
+    return _facet(totals, ARCHIVE).select(
+        F.col("key").alias("_id"), *[F.col(f"record.{name}").alias(name) for name in (
+            "user_id", "item_id", "interaction_type", "platform", "session_id", "event_time", "price", "quantity",
+            "country")],
+        F.lit(topic).alias("topic"), F.col("record.partition").alias("partition"),
+        F.col("record.offset").alias("offset"), F.col("record.kafka_timestamp").alias("kafka_timestamp"))
+
+
+def window_id(start: Column, interaction_type: Column, platform: Column) -> Column:
+    return F.concat_ws("|", F.date_format(start, ISO_SECONDS), interaction_type, platform)
+
+
+def window_key(start: dt.datetime, interaction_type: str, platform: str) -> str:
+    """window_id in Python (the same text)."""
+    return f"{start.astimezone(dt.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}|{interaction_type}|{platform}"
+
+
+def _facet(totals: DataFrame, facet: str) -> DataFrame:
+    return totals.where(F.col("facet") == facet)
+
+
+def _plus(start: Column, length: dt.timedelta) -> Column:
+    return start + F.make_dt_interval(secs=F.lit(length.total_seconds()))
+
+
+def _coordinates(topic: str) -> Column:
+    return F.concat_ws(":", F.lit(topic), F.col("record.partition"), F.col("record.offset"))
+
+
+# ---- pure Python, for the driver ---------------------------------------------------------------------------------
+
+def merge_top(current: Iterable[tuple[str, int]], candidates: Iterable[tuple[str, int]], n: int
+              ) -> list[tuple[str, int]]:
     """Top n (id, value) by value desc, id asc, from the current list and fresh absolute values.
 
     Correct because totals only grow: a key that is neither in the current top nor changed in this batch cannot
@@ -96,15 +131,25 @@ def merge_top(current: list[tuple[str, int]], candidates: list[tuple[str, int]],
     merged = dict(current)
     for key, value in candidates:
         merged[key] = max(value, merged.get(key, value))
-    return sorted(merged.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
+    return ranked(merged.items(), n)
 
 
-def _utc(value: dt.datetime | int) -> dt.datetime:
-    """A UTC datetime from microseconds since the epoch (what the sink hands over: Spark turns timestamps into naive
-    datetimes in the *Python process's* local zone, so the sink ships them as unix_micros instead)."""
-    if isinstance(value, int):
-        return EPOCH + dt.timedelta(microseconds=value)
-    return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+def ranked(values: Iterable[tuple[str, int]], n: int) -> list[tuple[str, int]]:
+    return sorted(values, key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+def collection_writers(topic: str, slot: dt.timedelta) -> dict[str, Callable[[DataFrame, int], DataFrame]]:
+    """Collection -> its documents from one batch's totals (what the connector writes, by `_id`)."""
+    return {
+        USER_STATS: lambda t, b: user_stats(t),
+        ITEM_STATS: lambda t, b: item_stats(t),
+        **{name: (lambda t, b, f=facet: window_counts(t, f)) for facet, name in WINDOW_COLLECTIONS.items()},
+        USER_SLOTS: lambda t, b: user_slots(t, slot),
+        DEAD_LETTERS: lambda t, b: dead_letters(t, topic, b),
+        LATE_EVENTS: lambda t, b: late_events(t, topic, b),
+        EVENTS_RAW: lambda t, b: archived_events(t, topic),
+    }
+
+
+FACET_OF = {USER_STATS: USER, ITEM_STATS: ITEM, MINUTE_COUNTS: MINUTE, HOURLY_COUNTS: HOUR, DAILY_COUNTS: DAY,
+            USER_SLOTS: USER_SLOT, DEAD_LETTERS: DEAD_LETTER, LATE_EVENTS: LATE, EVENTS_RAW: ARCHIVE}

@@ -1,34 +1,34 @@
-"""Assemble and start the job's streaming queries from a PipelineConfig. The only place that wires sources,
-transformations and sinks together."""
+"""Assemble and start the job's one streaming query from a PipelineConfig: the only place that wires the source,
+the dataflow and the sink together, with the progress listener beside them."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from conf import PipelineConfig
 from conf.loader import parse_duration_seconds
-from interactions import aggregates, health, parsing, user_rate
+from interactions import dataflow, health
+from interactions import documents as docs
 from interactions.alerting.monitor import AlertMonitor
-from interactions.sinks import mongo
+from interactions.sinks import indexes, totals
+from interactions.sinks.batch import QUERY, BatchWriter, SinkSettings, client
 from interactions.sinks.retry import retrying
 from interactions.source import kafka_records
 
 log = logging.getLogger(__name__)
 
-AGGREGATES, RECORDS, RECENT_USERS = "aggregates", "records", "recent_users"
-USER_RATE = "user_rate"  # only when an alert rule needs interactions per user per minute
-
 
 @dataclass(frozen=True)
 class RunMode:
-    """How the queries are triggered: continuously every interval, or once over what is available now; and whether
-    the sinks write (a dry run computes every aggregate and builds every document but stores only the batches'
+    """How the query is triggered: continuously every interval, or once over what is available now; and whether
+    the sink writes (a dry run computes every aggregate and builds every document but stores only the batches'
     figures: Spark's own throughput, without the database's)."""
     available_now: bool = False
     dry_run: bool = False
@@ -36,24 +36,26 @@ class RunMode:
 
 @dataclass
 class RunningPipeline:
-    """The started queries and the listener that records their progress."""
+    """The started query and the listener that records its progress."""
     spark: SparkSession
-    queries: list[StreamingQuery]
+    query: StreamingQuery
     listener: StreamingQueryListener
     closers: list[Callable[[], None]] = field(default_factory=list)  # alerting, health endpoint: in this order
 
+    @property
+    def queries(self) -> list[StreamingQuery]:
+        return [self.query]
+
     def await_termination(self) -> None:
-        """Until every query has stopped (available-now runs stop by themselves); raises if one failed. Then
-        delivers the alert notifications still queued (bounded) and closes the health endpoint."""
+        """Until the query stops (an available-now run stops by itself); raises if it failed. Then delivers the alert
+        notifications still queued (bounded) and closes the health endpoint."""
         try:
-            for query in self.queries:
-                query.awaitTermination()
+            self.query.awaitTermination()
         finally:
             self.close()
 
     def stop(self) -> None:
-        for query in self.queries:
-            query.stop()
+        self.query.stop()
         self.spark.streams.removeListener(self.listener)
         self.close()
 
@@ -62,21 +64,43 @@ class RunningPipeline:
             self.closers.pop(0)()
 
 
+def dataflow_settings(config: PipelineConfig, user_rate: dt.timedelta | None = None) -> dataflow.Settings:
+    job = config.job
+    return dataflow.Settings(
+        topic=config.kafka.topic, allowed_lateness_s=parse_duration_seconds(job.watermark_delay),
+        max_future_skew_s=parse_duration_seconds(job.max_future_skew),
+        duplicate_window_s=parse_duration_seconds(job.duplicate_window),
+        slot_s=parse_duration_seconds(job.recent_slide),
+        user_rate_s=user_rate.total_seconds() if user_rate else None, archive=job.archive_raw_events)
+
+
+def sink_settings(config: PipelineConfig, dry_run: bool = False) -> SinkSettings:
+    job, store = config.job, config.mongo
+    return SinkSettings(
+        uri=store.uri, database=store.database, topic=config.kafka.topic, write_batch_size=store.write_batch_size,
+        top_n_users=job.top_n_users, top_n_items=job.top_n_items, top_n_users_last_hour=job.top_n_users_last_hour,
+        recent_window=dt.timedelta(seconds=parse_duration_seconds(job.recent_window)),
+        recent_slide=dt.timedelta(seconds=parse_duration_seconds(job.recent_slide)), dry_run=dry_run)
+
+
+def retention_seconds(config: PipelineConfig) -> dict[str, float | None]:
+    def seconds(text: str) -> float | None:
+        return parse_duration_seconds(text) if text else None
+
+    kept = config.retention
+    return {docs.MINUTE_COUNTS: seconds(kept.minute_counts), docs.HOURLY_COUNTS: seconds(kept.hourly_counts),
+            docs.DAILY_COUNTS: seconds(kept.daily_counts), docs.USER_SLOTS: seconds(kept.user_slots),
+            docs.BATCHES: seconds(kept.batches), docs.DEAD_LETTERS: seconds(kept.dead_letters),
+            docs.LATE_EVENTS: seconds(kept.late_events),
+            docs.EVENTS_RAW: seconds(config.job.archive_retention)}
+
+
 def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = RunMode()) -> RunningPipeline:
     job, kafka, store = config.job, config.kafka, config.mongo
-    with mongo.client(store.uri) as client:
-        db = client[store.database]
-        mongo.ensure_indexes(db, parse_duration_seconds(job.archive_retention))
-        mongo.ensure_totals_document(db)
-
-    records = kafka_records(spark, kafka.bootstrap_servers, kafka.topic, kafka.starting_offsets,
-                            job.max_offsets_per_trigger, kafka.starting_timestamp_ms())
-    lateness = parse_duration_seconds(job.watermark_delay)
-    future_skew = parse_duration_seconds(job.max_future_skew)
-    parsed = parsing.parse_records(records, future_skew, lateness)
-    events = aggregates.deduplicated(aggregates.valid_events(parsed), f"{int(lateness + future_skew)} seconds")
-    totals = aggregates.facet_totals(aggregates.facet_rows(events))
-    recent = aggregates.recent_user_activity(events, job.recent_window, job.recent_slide)
+    with client(store.uri) as mongo:
+        db = mongo[store.database]
+        indexes.ensure_indexes(db, retention_seconds(config))
+        totals.ensure_totals_document(db)
 
     monitor = AlertMonitor.from_config(config)  # None when no rules
     metrics = health.PipelineHealth(store.uri, store.database,
@@ -88,52 +112,22 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
     listener = ProgressRecorder(store.uri, store.database, metrics, monitor)
     spark.streams.addListener(listener)
 
-    patience = parse_duration_seconds(store.unavailable_patience)
-
-    def trigger(writer, interval: str = job.side_trigger_interval, pool: str = "side"):
-        # the query's thread inherits the scheduler pool set now (conf/spark-fairscheduler.xml): the aggregates
-        # query has its own, the others share "side"
-        spark.sparkContext.setLocalProperty("spark.scheduler.pool", pool)
-        return writer.trigger(availableNow=True) if mode.available_now \
-            else writer.trigger(processingTime=interval)
-
-    aggregates_query = trigger(
-        totals.writeStream.queryName(AGGREGATES).outputMode("update")
-        .option("checkpointLocation", os.path.join(job.checkpoint_dir, AGGREGATES))
-        .foreachBatch(retrying(mongo.AggregatesSink(store.uri, store.database, store.write_batch_size,
-                                                    job.top_n_users, job.top_n_items,
-                                                    monitor.on_aggregates_batch if monitor else None,
-                                                    dry_run=mode.dry_run),
-                               patience)), job.trigger_interval, AGGREGATES).start()
-    records_query = trigger(
-        aggregates.set_aside(parsed, job.archive_raw_events).writeStream.queryName(RECORDS).outputMode("append")
-        .option("checkpointLocation", os.path.join(job.checkpoint_dir, RECORDS))
-        .foreachBatch(retrying(mongo.RecordsSink(store.uri, store.database, store.write_batch_size,
-                                                 dry_run=mode.dry_run),
-                               patience))).start()
-    recent_query = trigger(
-        recent.writeStream.queryName(RECENT_USERS).outputMode("update")
-        .option("checkpointLocation", os.path.join(job.checkpoint_dir, RECENT_USERS))
-        .foreachBatch(retrying(mongo.RecentUsersSink(store.uri, store.database, job.top_n_users_last_hour,
-                                                     parse_duration_seconds(job.recent_window),
-                                                     parse_duration_seconds(job.recent_slide),
-                                                     dry_run=mode.dry_run),
-                               patience))).start()
-    queries = [aggregates_query, records_query, recent_query]
-    if monitor is not None and monitor.user_rate_window is not None:
-        queries.append(trigger(
-            user_rate.interactions_per_user(events, f"{int(monitor.user_rate_window.total_seconds())} seconds")
-            .writeStream.queryName(USER_RATE).outputMode("update")
-            .option("checkpointLocation", os.path.join(job.checkpoint_dir, USER_RATE))
-            .foreachBatch(user_rate.BusiestUsersFeed(monitor.on_busiest_users))).start())
-    spark.sparkContext.setLocalProperty("spark.scheduler.pool", None)
-    return RunningPipeline(spark, queries, listener, closers)
+    records = kafka_records(spark, kafka.bootstrap_servers, kafka.topic, kafka.starting_offsets,
+                            job.max_offsets_per_trigger, kafka.starting_timestamp_ms())
+    out = dataflow.interactions(records, dataflow_settings(config, monitor.user_rate_window if monitor else None))
+    sink = retrying(BatchWriter(sink_settings(config, mode.dry_run), monitor),
+                    parse_duration_seconds(store.unavailable_patience))
+    writer = (out.writeStream.queryName(QUERY).outputMode("update")
+              .option("checkpointLocation", os.path.join(job.checkpoint_dir, QUERY)).foreachBatch(sink))
+    writer = writer.trigger(availableNow=True) if mode.available_now \
+        else writer.trigger(processingTime=job.trigger_interval)
+    return RunningPipeline(spark, writer.start(), listener, closers)
 
 
 class ProgressRecorder(StreamingQueryListener):
-    """Writes each finished batch's progress (rows, duration, watermark, late and duplicate rows) to MongoDB and
-    logs one line per batch; health figures go to `pipeline_metrics` and the Prometheus endpoint, and the records
-    query's dead-letter counts to the alert rules."""
+    """Writes each finished batch's progress (rows, duration and where it went, watermark, state, duplicates) to
+    `batches`, keeps the health figures (`pipeline_metrics`, the Prometheus endpoint), hands the alert rules the
+    batch's record and dead-letter counts, and logs one line per batch."""
 
     def __init__(self, uri: str, database: str, metrics: health.PipelineHealth | None = None,
                  alerts: AlertMonitor | None = None):
@@ -145,15 +139,15 @@ class ProgressRecorder(StreamingQueryListener):
 
     def onQueryProgress(self, event) -> None:  # noqa: N802
         progress = json.loads(event.progress.json)
-        name = progress.get("name") or "?"
+        name = progress.get("name") or QUERY
         try:
-            with mongo.client(self.uri) as client:
-                mongo.record_progress(client[self.database], name, progress, counts_totals=name == AGGREGATES)
+            with client(self.uri) as mongo:
+                record_progress(mongo[self.database], name, progress)
         except Exception as exc:  # a health record must never stop the stream
             log.warning("could not record progress of %s batch %s: %s", name, progress.get("batchId"), exc)
         try:
             figures = self.metrics.record(name, progress) if self.metrics else health.batch_metrics(name, progress)
-            if self.alerts is not None and name == RECORDS and figures["dead_letters"] is not None:
+            if self.alerts is not None and figures["dead_letters"] is not None:
                 self.alerts.on_records_batch(figures["batch_id"], figures["recorded_at"], figures["input_rows"],
                                              figures["dead_letters"])
             log.info("%s batch %s: %s", name, progress.get("batchId"), health.describe(figures))
@@ -166,3 +160,27 @@ class ProgressRecorder(StreamingQueryListener):
     def onQueryTerminated(self, event) -> None:  # noqa: N802
         if event.exception:
             log.error("query %s failed: %s", event.id, event.exception.splitlines()[0])
+
+
+def record_progress(db, query: str, progress: dict[str, Any]) -> None:
+    """The batch's `batches` document gets Spark's view of it: rows, duration and phases, watermark, state."""
+    figures = health.batch_metrics(query, progress)
+    operators = progress.get("stateOperators") or []
+    fields: dict[str, Any] = {
+        "query": query, "batch_id": figures["batch_id"], "input_rows": figures["input_rows"],
+        "dropped_by_watermark": figures["dropped_by_watermark"], "duplicates": figures["duplicates"],
+        "duration_ms": figures["batch_duration_ms"],
+        # where the batch's time went (addBatch = the sink, with the plan it runs; latestOffset, walCommit, ...)
+        "phases_ms": {k: int(v) for k, v in (progress.get("durationMs") or {}).items() if k != "triggerExecution"},
+        "state_commit_ms": sum(int(op.get("commitTimeMs", 0)) for op in operators),
+        "state_rows": figures["state_rows"], "state_memory_bytes": figures["state_memory_bytes"],
+        "input_rows_per_second": figures["input_rows_per_second"],
+        "processed_rows_per_second": figures["processed_rows_per_second"],
+        "processed_at": figures["recorded_at"]}
+    if figures["watermark"] is not None:
+        fields["watermark"] = figures["watermark"]
+    db[docs.BATCHES].update_one({"_id": f"{query}:{figures['batch_id']}"}, {"$set": fields}, upsert=True)
+    if figures["dropped_by_watermark"]:
+        log.warning("%s batch %d: %d records reached the job more than the duplicate window (job.duplicate_window)"
+                    " behind the newest broker time seen and were dropped", query, figures["batch_id"],
+                    figures["dropped_by_watermark"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 from confluent_kafka.admin import AdminClient
@@ -10,50 +11,108 @@ from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
 from conf import ConfigError, PipelineConfig
+from interactions import documents as docs
 
 TIMEOUT_SECONDS = 10
 
 
-def check_services(config: PipelineConfig, timeout: float = TIMEOUT_SECONDS) -> None:
+def check_services(config: PipelineConfig, timeout: float = TIMEOUT_SECONDS, reset: bool = False) -> None:
     check_kafka(config.kafka.bootstrap_servers, config.kafka.topic, timeout)
     check_mongo(config.mongo.uri, config.mongo.database, timeout)
-    check_checkpoint(config)
+    check_checkpoint(config, reset)
 
 
 IDENTITY_FILE = "pipeline.json"
+LAYOUT = "one-pass-1"  # the query and state layout; a checkpoint of another layout cannot be resumed
+IDENTITY_DOCUMENT = "identity"
 
 
 def checkpoint_identity(config: PipelineConfig) -> dict[str, object]:
-    """What a checkpoint is bound to: its offsets mean one topic, its state one database's documents."""
-    return {"topic": config.kafka.topic, "database": config.mongo.database,
-            "shuffle_partitions": config.job.shuffle_partitions, "watermark_delay": config.job.watermark_delay,
-            "recent_window": config.job.recent_window, "recent_slide": config.job.recent_slide}
+    """What a checkpoint is bound to: its offsets mean one topic, its state one database's documents, and every
+    setting that changes how a record is classified or where it is counted."""
+    job = config.job
+    return {"layout": LAYOUT, "topic": config.kafka.topic, "database": config.mongo.database,
+            "shuffle_partitions": job.shuffle_partitions, "watermark_delay": job.watermark_delay,
+            "max_future_skew": job.max_future_skew, "duplicate_window": job.duplicate_window,
+            "recent_window": job.recent_window, "recent_slide": job.recent_slide,
+            "archive_raw_events": job.archive_raw_events, "top_n_users": job.top_n_users,
+            "top_n_items": job.top_n_items, "top_n_users_last_hour": job.top_n_users_last_hour}
 
 
-def check_checkpoint(config: PipelineConfig) -> None:
-    """Refuse a checkpoint written for another topic, database or state layout (resuming it would mix or double
-    count); record the identity of a new one."""
+def check_checkpoint(config: PipelineConfig, reset: bool = False) -> None:
+    """Bind the checkpoint and the database both ways, or refuse with one line.
+
+    An existing checkpoint must have been made with the same identity and must be the one the database's output
+    came from. A new checkpoint needs a database without this pipeline's output (its batch ids would start again at
+    0, and every guard keyed by batch id would drop them), unless `reset` clears the derived collections first.
+    """
+    from pymongo import MongoClient
+
     directory = Path(config.job.checkpoint_dir)
     wanted = checkpoint_identity(config)
     marker = directory / IDENTITY_FILE
-    if marker.exists():
-        try:
-            found = json.loads(marker.read_text())
-        except ValueError:
-            raise ConfigError(f"checkpoint {directory} has an unreadable {IDENTITY_FILE}") from None
-        for key, value in wanted.items():
-            if found.get(key) != value:
+    with MongoClient(config.mongo.uri, serverSelectionTimeoutMS=TIMEOUT_SECONDS * 1000) as client:
+        db = client[config.mongo.database]
+        bound = db[PIPELINE_COLLECTION].find_one({"_id": IDENTITY_DOCUMENT}) or {}
+        if marker.exists():
+            found = _read_identity(directory, marker)
+            if reset:
+                raise ConfigError(f"--reset clears the database for a new checkpoint, but {directory} already has "
+                                  "one: use another --checkpoint-dir")
+            for key, value in wanted.items():
+                if found.get(key) != value:
+                    raise ConfigError(
+                        f"checkpoint {directory} was made with {key}={found.get(key)!r}, not {value!r}: resuming it "
+                        f"would mix results; use another --checkpoint-dir (and a fresh --database) or the old {key}")
+            if bound and bound.get("checkpoint_id") != found.get("checkpoint_id"):
+                raise ConfigError(f"database {config.mongo.database} holds the output of another checkpoint "
+                                  f"({bound.get('checkpoint_dir')}), not of {directory}")
+            if not bound:
+                if _has_output(db):
+                    raise ConfigError(f"database {config.mongo.database} holds output that is not from checkpoint "
+                                      f"{directory}; use a fresh --database")
+                _bind(db, found, directory)
+            return
+        if directory.exists() and any(directory.iterdir()):
+            raise ConfigError(f"{directory} is not empty and is not a checkpoint of this job")
+        if bound or _has_output(db):
+            if not reset:
                 raise ConfigError(
-                    f"checkpoint {directory} was made with {key}={found.get(key)!r}, not {value!r}: resuming it "
-                    f"would mix results; use another --checkpoint-dir (and a fresh --database) or the old {key}")
-        return
-    if directory.exists() and any(directory.iterdir()):
-        raise ConfigError(f"{directory} is not empty and is not a checkpoint of this job")
+                    f"database {config.mongo.database} already holds this pipeline's output (from checkpoint "
+                    f"{bound.get('checkpoint_dir', 'unknown')}); a new checkpoint would count again from batch 0: "
+                    "resume that checkpoint, use a fresh --database, or pass --reset to clear its derived collections")
+            for name in DERIVED_COLLECTIONS:
+                db.drop_collection(name)
+        identity = {**wanted, "checkpoint_id": uuid.uuid4().hex}
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            marker.write_text(json.dumps(identity, indent=2) + "\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot write the checkpoint directory {directory}: {exc.strerror}") from None
+        _bind(db, identity, directory)
+
+
+PIPELINE_COLLECTION = docs.PIPELINE
+# what a reset clears: every collection the job derives from the stream, its health history and its alerts
+DERIVED_COLLECTIONS = (*docs.DERIVED, "pipeline_metrics", "alerts")
+
+
+def _read_identity(directory: Path, marker: Path) -> dict[str, object]:
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps(wanted, indent=2) + "\n")
-    except OSError as exc:
-        raise ConfigError(f"cannot write the checkpoint directory {directory}: {exc.strerror}") from None
+        return json.loads(marker.read_text())
+    except ValueError:
+        raise ConfigError(f"checkpoint {directory} has an unreadable {IDENTITY_FILE}") from None
+
+
+def _has_output(db) -> bool:
+    totals = db[docs.TOTALS].find_one({"_id": "all"}, {"batch_id": 1}) or {}
+    return totals.get("batch_id", -1) >= 0 or db[docs.USER_STATS].find_one({}, {"_id": 1}) is not None
+
+
+def _bind(db, identity: dict[str, object], directory: Path) -> None:
+    db[PIPELINE_COLLECTION].replace_one({"_id": IDENTITY_DOCUMENT}, {
+        "checkpoint_id": identity.get("checkpoint_id"), "checkpoint_dir": str(directory.resolve()),
+        "settings": {k: v for k, v in identity.items() if k != "checkpoint_id"}}, upsert=True)
 
 
 def check_kafka(bootstrap_servers: str, topic: str, timeout: float) -> None:

@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import math
 import re
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, NamedTuple
@@ -31,6 +32,7 @@ class Record(NamedTuple):
     partition: int
     offset: int
     timestamp: dt.datetime  # the broker's timestamp, UTC
+    topic: str | None = None  # None: not known (records made by hand); set-aside documents then match on the rest
 
 
 def invalid_reason(raw: str | None, received: dt.datetime, max_future_skew: dt.timedelta) -> str | None:
@@ -94,6 +96,9 @@ class Expected:
     late: Counter = field(default_factory=Counter)           # raw payload -> how many
     late_events: int = 0
     duplicates: int = 0
+    # the Kafka coordinates (topic, partition, offset) of the records set aside: dead letters with their reason
+    rejected: dict[tuple[str | None, int, int], str] = field(default_factory=dict)
+    late_at: set[tuple[str | None, int, int]] = field(default_factory=set)
 
 
 def recompute(records: Iterable[Record], watermark_delay: dt.timedelta, max_future_skew: dt.timedelta,
@@ -107,12 +112,14 @@ def recompute(records: Iterable[Record], watermark_delay: dt.timedelta, max_futu
         reason = invalid_reason(record.raw, record.timestamp, max_future_skew)
         if reason is not None:
             expected.dead_letters[record.raw] += 1
+            expected.rejected[(record.topic, record.partition, record.offset)] = reason
             continue
         event = json.loads(record.raw)
         when = event_time(event["event_time"])
         if when < record.timestamp - watermark_delay:
             expected.late_events += 1
             expected.late[record.raw] += 1
+            expected.late_at.add((record.topic, record.partition, record.offset))
             continue
         if event["event_id"] in seen_ids:
             expected.duplicates += 1
@@ -230,11 +237,41 @@ def _ranked(scope: str, key_field: str, docs: Mapping[str, Mapping[str, Any]], n
 
 # ---- comparison -------------------------------------------------------------------------------------------------
 
-# HyperLogLog++ in the job (approx_count_distinct, 5 % relative standard deviation, 512 registers): accept three
-# deviations plus 3, since on small sets the error is whole hash collisions (4 for 6 items was seen once in ~10,000
-# users); a deviation beyond that has odds below 1e-6 per key up to 20 items (Poisson collisions, n^2/1024)
+# distinct_items / distinct_users come from Apache DataSketches HLL sketches with lgConfigK = 12 (k = 4096 slots).
+# A sketch keeps each distinct value's 32-bit coupon (a 26-bit address and a 6-bit leading-zero count taken from the
+# value's hash: BaseHllSketch.coupon) in a list, then a hash set, until the set would be more than 3/4 full at its
+# largest size, 2^(lgConfigK - 3) = 512 slots (CouponList.couponUpdate, CouponHashSet.checkGrowOrPromote; HllUtil:
+# LG_INIT_LIST_SIZE 3, RESIZE_NUMER/RESIZE_DENOM 3/4). Up to 384 distinct values its estimate is the coupon count
+# (interpolation adds under 0.5 there), short by one for every two values whose coupons coincide: same address and
+# same count, probability 2^-26 * 1/3 per pair, n^2/2 * 5e-9 <= 3.7e-4 per key at n = 384 (~0.5 % of runs of the
+# test suite would see one somewhere); two coincidences in one key, ~1e-7. So: exact, or one below.
+HLL_LG_K = 12
+HLL_COUPON_MODE_MAX = 3 * 2 ** (HLL_LG_K - 3) // 4   # 384 distinct values
+HLL_COUPON_SHORTFALL = 1
+# Beyond that, HLL mode: relative standard error sqrt(3 ln 2 - 1) / sqrt(k) = 1.03896 / 64 = 1.62 % for a sketch built
+# by merging (the non-HIP estimator, HllUtil.HLL_NON_HIP_RSE_FACTOR; the HIP estimator of a sketch updated in order
+# is better, 0.8326 / 64); 5 standard errors: a false alarm with probability ~6e-7 per key (normal tails).
+HLL_RELATIVE_STANDARD_ERROR = math.sqrt(3 * math.log(2) - 1) / math.sqrt(2 ** HLL_LG_K)
+HLL_TOLERANCE_STANDARD_ERRORS = 5
 APPROXIMATE = {"distinct_items", "distinct_users"}
-APPROXIMATE_SLACK = 3
+
+SET_ASIDE = ("dead_letters", "late_events")      # one document per Kafka record, `_id` = topic:partition:offset
+WINDOWS = ("minute_counts", "hourly_counts")      # one document per event-time window
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """What the records still in the topic can account for once retention has deleted the start of a partition.
+
+    Set-aside documents (dead letters, late events) are records' own: those at or after each partition's first
+    retained offset are checked exactly, earlier ones not at all. A window document is complete when no deleted
+    record can have counted in it: with the broker's clock (LogAppendTime) a partition's timestamps never go back, so
+    a deleted record reached the broker no later than the partition's first retained record, and a counted event is
+    at most max_future_skew ahead of its broker timestamp; windows starting after `windows_after` are checked exactly.
+    Per-user and per-item statistics, top lists and totals add up every event ever read: not checked.
+    """
+    first_offsets: Mapping[int, int]                 # partition -> first offset still in the topic
+    windows_after: dt.datetime | None = None         # None: no window can be shown complete (producer clocks)
 
 
 @dataclass
@@ -248,6 +285,8 @@ class Mismatch:
 class Report:
     checked: Counter = field(default_factory=Counter)
     mismatches: list[Mismatch] = field(default_factory=list)
+    not_compared: dict[str, str] = field(default_factory=dict)   # collection -> why
+    notes: dict[str, str] = field(default_factory=dict)          # collection -> what was left out of it
 
     @property
     def ok(self) -> bool:
@@ -258,9 +297,14 @@ class Report:
         by_collection: dict[str, list[Mismatch]] = defaultdict(list)
         for m in self.mismatches:
             by_collection[m.collection].append(m)
-        for name in sorted(set(self.checked) | set(by_collection)):
+        for name in sorted(set(self.checked) | set(by_collection) | set(self.not_compared)):
+            if name in self.not_compared:
+                out.append(f"{name:<16} not compared: {self.not_compared[name]}")
+                continue
             bad = by_collection.get(name, [])
-            out.append(f"{name:<16} {self.checked[name]:>8} documents  {'OK' if not bad else f'{len(bad)} MISMATCHES'}")
+            note = f" ({self.notes[name]})" if name in self.notes else ""
+            out.append(f"{name:<16} {self.checked[name]:>8} documents  "
+                       f"{'OK' if not bad else f'{len(bad)} MISMATCHES'}{note}")
             out += [f"    {m.doc_id!r}: {m.problem}" for m in bad[:examples]]
         return out
 
@@ -269,8 +313,12 @@ HEALTH_COUNTS = ("duplicates",)
 
 
 def compare(expected: Expected, db, scopes: Iterable[str] = ("all", "last_hour"),
-            health_counts_exact: bool = True) -> Report:
+            health_counts_exact: bool = True, coverage: Coverage | None = None) -> Report:
     """Compare every expected document with MongoDB, and report documents MongoDB has that it should not.
+
+    Dead letters and late events are compared record by record: the coordinates (`_id` = topic:partition:offset)
+    the oracle sets aside, and a dead letter's reason. With `coverage` (retention has deleted the start of the topic)
+    only what the remaining records account for is compared (see Coverage).
 
     The duplicate count comes from Spark's progress reports, written just after a batch commits; after a crash in
     that instant it can miss one batch (never count twice). With health_counts_exact=False it only has to be at
@@ -278,7 +326,18 @@ def compare(expected: Expected, db, scopes: Iterable[str] = ("all", "last_hour")
     """
     report = Report()
     for name, wanted in expected.collections.items():
-        query = {"scope": {"$in": list(scopes)}} if name == "top_users" else {}
+        if coverage is not None and name not in WINDOWS:
+            report.not_compared[name] = "it adds up records that retention has deleted"
+            continue
+        if coverage is not None and coverage.windows_after is None:
+            report.not_compared[name] = ("the topic's timestamps are the producers' (CreateTime), so no window can be "
+                                         "shown to hold only retained records")
+            continue
+        query: dict[str, Any] = {"scope": {"$in": list(scopes)}} if name == "top_users" else {}
+        if coverage is not None:
+            query = {"window_start": {"$gt": coverage.windows_after}}
+            wanted = {k: v for k, v in wanted.items() if _utc(v["window_start"]) > coverage.windows_after}
+            report.notes[name] = f"windows starting after {coverage.windows_after:%Y-%m-%dT%H:%M:%SZ}"
         actual = {d["_id"]: d for d in db[name].find(query)}
         report.checked[name] = len(wanted)
         for doc_id, want in wanted.items():
@@ -297,15 +356,54 @@ def compare(expected: Expected, db, scopes: Iterable[str] = ("all", "last_hour")
                     break
         for doc_id in actual.keys() - wanted.keys():
             report.mismatches.append(Mismatch(name, doc_id, "in MongoDB but not expected"))
-    for name, wanted_raw, what in (("dead_letters", expected.dead_letters, "malformed"),
-                                   ("late_events", expected.late, "late")):
-        found = Counter(d["raw"] for d in db[name].find({}, {"raw": 1}))
-        report.checked[name] = sum(wanted_raw.values())
-        for raw in list(wanted_raw - found)[:5]:
-            report.mismatches.append(Mismatch(name, raw, f"{what} record not set aside"))
-        for raw in list(found - wanted_raw)[:5]:
-            report.mismatches.append(Mismatch(name, raw, "set aside more often than received"))
+    _compare_set_aside(report, db, "dead_letters", expected.rejected, coverage)
+    _compare_set_aside(report, db, "late_events", dict.fromkeys(expected.late_at), coverage)
     return report
+
+
+def _compare_set_aside(report: Report, db, name: str, wanted: Mapping[tuple, str | None],
+                       coverage: Coverage | None) -> None:
+    """Record by record: the coordinates the oracle sets aside against the documents' `_id`s (and, for dead letters,
+    the reason). Records whose topic the oracle does not know (built by hand) match on partition and offset."""
+    known_topic = all(topic is not None for topic, _, _ in wanted)
+    actual: dict[tuple, Any] = {}
+    before_retained = 0
+    for doc in db[name].find({}, {"reason": 1}):
+        key = _coordinates(doc["_id"])
+        if key is None:
+            report.mismatches.append(Mismatch(name, doc["_id"], "_id is not topic:partition:offset"))
+            continue
+        if coverage is not None and key[2] < coverage.first_offsets.get(key[1], 0):
+            before_retained += 1
+            continue
+        actual[key if known_topic else (None, key[1], key[2])] = doc.get("reason")
+    report.checked[name] = len(wanted)
+    if before_retained:
+        report.notes[name] = f"{before_retained} more, of records retention has deleted, not checked"
+    for key in sorted(wanted.keys() - actual.keys(), key=lambda k: k[1:]):
+        reason = f" ({wanted[key]})" if wanted[key] is not None else ""
+        report.mismatches.append(Mismatch(name, _id_of(key), f"set aside by the oracle{reason}, not in MongoDB"))
+    for key in sorted(actual.keys() - wanted.keys(), key=lambda k: k[1:]):
+        report.mismatches.append(Mismatch(name, _id_of(key), "in MongoDB but the oracle does not set it aside"))
+    for key in sorted(wanted.keys() & actual.keys(), key=lambda k: k[1:]):
+        if wanted[key] is not None and actual[key] != wanted[key]:
+            report.mismatches.append(Mismatch(name, _id_of(key),
+                                              f"reason: expected {wanted[key]!r}, found {actual[key]!r}"))
+
+
+def _coordinates(doc_id: Any) -> tuple[str, int, int] | None:
+    topic, _, rest = str(doc_id).partition(":")  # a Kafka topic name has no ':'
+    partition, _, offset = rest.partition(":")
+    return (topic, int(partition), int(offset)) if partition.isdigit() and offset.isdigit() and topic else None
+
+
+def _id_of(key: tuple) -> str:
+    topic, partition, offset = key
+    return f"{topic if topic is not None else '*'}:{partition}:{offset}"
+
+
+def _utc(when: dt.datetime) -> dt.datetime:
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 _ABSENT = object()
@@ -315,7 +413,7 @@ def _differs(key: str, want: Any, got: Any) -> str | None:
     if got is _ABSENT:
         return "no such field"
     if key in APPROXIMATE:
-        return None if abs(got - want) <= 0.15 * want + APPROXIMATE_SLACK else repr(got)
+        return None if _within_sketch_error(want, got) else repr(got)
     if isinstance(want, dt.datetime):
         if not isinstance(got, dt.datetime):
             return repr(got)
@@ -328,57 +426,148 @@ def _differs(key: str, want: Any, got: Any) -> str | None:
     return None if got == want else repr(got)
 
 
+def _within_sketch_error(exact: int, estimate: Any) -> bool:
+    """Whether a sketch's distinct count is one the sketch can give for `exact` distinct values (see HLL_*)."""
+    if not isinstance(estimate, (int, float)) or isinstance(estimate, bool):
+        return False
+    if exact <= HLL_COUPON_MODE_MAX:
+        return exact - HLL_COUPON_SHORTFALL <= round(estimate) <= exact
+    return abs(estimate - exact) <= HLL_TOLERANCE_STANDARD_ERRORS * HLL_RELATIVE_STANDARD_ERROR * exact
+
+
 # ---- reading the topic back ---------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PartitionRange:
+    """The offsets of one partition that were read: [first, end)."""
+    partition: int
+    first: int                                    # the first offset still in the partition
+    end: int                                      # one past the last offset when reading began (its high watermark)
+    records: int
+    first_timestamp: dt.datetime | None = None    # the broker timestamp of the record at `first`
+
+    @property
+    def cut(self) -> bool:
+        """Retention (or a deletion) removed the partition's first records."""
+        return self.first > 0
+
+    def describe(self) -> str:
+        if self.records == 0 and not self.cut:
+            return f"partition {self.partition}: empty"
+        read = (f"offsets {self.first}-{self.end - 1} ({self.records} records)" if self.records
+                else f"no records left (end offset {self.end})")
+        gone = f"; offsets 0-{self.first - 1} deleted (retention)" if self.cut else ""
+        return f"partition {self.partition}: {read}{gone}"
+
+
+@dataclass
+class TopicRead:
+    topic: str
+    records: list[Record]          # in (broker timestamp, partition, offset) order
+    partitions: list[PartitionRange]
+
+    @property
+    def cut(self) -> list[PartitionRange]:
+        return [p for p in self.partitions if p.cut]
+
 
 def read_topic(bootstrap_servers: str, topic: str, timeout: float = 60.0) -> list[Record]:
     """Every record of `topic` up to its current end, in (broker timestamp, partition, offset) order."""
+    return read_partitions(bootstrap_servers, topic, timeout).records
+
+
+def read_partitions(bootstrap_servers: str, topic: str, timeout: float = 60.0) -> TopicRead:
+    """Every record still in `topic`, partition by partition, from each partition's first retained offset (its low
+    watermark) to its end when reading began (its high watermark). `timeout` bounds the wait for the next record of
+    a partition, not the whole read: a large topic takes as long as it takes while records keep coming. Raises
+    TimeoutError naming the partition and offset where records stopped coming."""
     from confluent_kafka import Consumer, TopicPartition
-    import time
 
     consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"verify-{time.time_ns()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest", "enable.partition.eof": True,
                          "fetch.max.bytes": 64 * 1024 * 1024, "max.partition.fetch.bytes": 16 * 1024 * 1024})
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
-        ends = {}
-        for p in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout)
-            if high > low:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+        if metadata.error is not None:
+            raise LookupError(f"topic {topic!r}: {metadata.error.str()}")
         records: list[Record] = []
-        deadline = time.monotonic() + timeout
-        remaining = dict(ends)
-        while remaining:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"read only {len(records)} records of {topic} in {timeout:.0f}s")
-            for message in consumer.consume(10_000, timeout=1.0):
-                if message.error() or message.partition() not in remaining:
-                    continue
-                value = message.value()
-                _, millis = message.timestamp()
-                records.append(Record(value.decode("utf-8", "replace") if value is not None else None,
-                                      message.partition(), message.offset(),
-                                      dt.datetime.fromtimestamp(millis / 1000, UTC)))
-                if message.offset() + 1 >= remaining[message.partition()]:
-                    del remaining[message.partition()]
+        ranges = []
+        for partition in sorted(metadata.partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+            ranges.append(_read_partition(consumer, topic, partition, low, high, timeout, records))
         records.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
-        return records
+        return TopicRead(topic, records, ranges)
     finally:
         consumer.close()
 
 
+def _read_partition(consumer, topic: str, partition: int, low: int, high: int, timeout: float,
+                    records: list[Record]) -> PartitionRange:
+    """Offsets [low, high) of one partition into `records`; the deadline restarts with every record that arrives."""
+    from confluent_kafka import KafkaError, TopicPartition
+
+    first: int | None = None
+    first_timestamp = None
+    count = 0
+    next_offset = low
+    if high > low:
+        consumer.assign([TopicPartition(topic, partition, low)])
+        last_progress = time.monotonic()
+        while next_offset < high:
+            for message in consumer.consume(10_000, timeout=1.0):
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF and message.partition() == partition:
+                        next_offset = high  # the rest of the range holds no records (e.g. transaction markers)
+                    continue
+                if message.partition() != partition or message.offset() >= high:
+                    continue
+                value = message.value()
+                _, millis = message.timestamp()
+                when = dt.datetime.fromtimestamp(millis / 1000, UTC)
+                records.append(Record(value.decode("utf-8", "replace") if value is not None else None,
+                                      partition, message.offset(), when, topic))
+                if first is None:
+                    first, first_timestamp = message.offset(), when
+                count += 1
+                next_offset = message.offset() + 1
+                last_progress = time.monotonic()
+            if next_offset < high and time.monotonic() - last_progress > timeout:
+                raise TimeoutError(f"partition {partition} of {topic}: no record for {timeout:g} s at offset "
+                                   f"{next_offset} (reading offsets {low}-{high - 1}, {count} read)")
+        consumer.unassign()
+    # Retention may delete more while we read: then the first record read is later than the low watermark was.
+    first = first if first is not None else high
+    return PartitionRange(partition, first, high, count, first_timestamp)
+
+
+def coverage_after_retention(read: TopicRead, timestamp_type: str | None,
+                             max_future_skew: dt.timedelta) -> Coverage | None:
+    """What a comparison can still check when retention has cut partitions of `read` (None when none is cut):
+    see Coverage. `timestamp_type` is the topic's message.timestamp.type."""
+    cut = read.cut
+    if not cut:
+        return None
+    windows_after = None
+    if timestamp_type == "LogAppendTime":
+        kept_from = [p.first_timestamp for p in cut if p.first_timestamp is not None]
+        if len(kept_from) == len(cut):
+            windows_after = max(kept_from) + max_future_skew
+    return Coverage({p.partition: p.first for p in read.partitions}, windows_after)
+
+
 # ---- command line ------------------------------------------------------------------------------------------------
 
-def manifest_records(path: str) -> list[Record]:
-    """Records from a generator manifest (--emit-manifest), with the broker timestamps its delivery reports gave."""
+def manifest_records(path: str, topic: str | None = None) -> list[Record]:
+    """Records from a generator manifest (--emit-manifest), with the broker timestamps its delivery reports gave;
+    a manifest does not name its topic, so `topic` says which it was."""
     out = []
     with open(path) as lines:
         for line in lines:
             if line.strip():
                 row = json.loads(line)
                 out.append(Record(row["payload"], row["partition"], row["offset"],
-                                  dt.datetime.fromtimestamp(row["timestamp"] / 1000, UTC)))
+                                  dt.datetime.fromtimestamp(row["timestamp"] / 1000, UTC), topic))
     out.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
     return out
 
@@ -404,6 +593,8 @@ def main(argv: list[str] | None = None) -> int:
                              "built from the same range, e.g. by a backfill)")
     parser.add_argument("--to", dest="end", metavar="ISO", help="only records received before this time")
     parser.add_argument("--examples", type=int, default=5, help="mismatches shown per collection (default 5)")
+    parser.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS",
+                        help="give up on a partition when no record of it arrives for this long (default 60)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config, overrides={
@@ -418,19 +609,32 @@ def main(argv: list[str] | None = None) -> int:
     from pymongo import MongoClient
     from pymongo.errors import PyMongoError
 
+    topic = config.kafka.topic
+    coverage = None
+    context: list[str] = []  # what was read and compared, printed after the summary line
     try:
         if args.manifest:
-            records = manifest_records(args.manifest)
+            records = manifest_records(args.manifest, topic)
+            context.append(f"read {len(records)} records of topic {topic} from the manifest {args.manifest}")
         else:
-            records = read_topic(config.kafka.bootstrap_servers, config.kafka.topic)
-        records = [r for r in records if (start is None or r.timestamp >= start) and (end is None or r.timestamp < end)]
-    except (OSError, TimeoutError, KeyError, ValueError) as exc:
+            read = read_partitions(config.kafka.bootstrap_servers, topic, args.timeout)
+            records = read.records
+            context.append(f"read topic {topic}, {len(read.partitions)} partitions:")
+            context += [f"  {partition.describe()}" for partition in read.partitions]
+            if read.cut and start is None:
+                coverage = _coverage_after_retention(config, read, context)
+        if start is not None or end is not None:
+            records = [r for r in records if (start is None or r.timestamp >= start)
+                       and (end is None or r.timestamp < end)]
+            context.append(f"compared the {len(records)} records the broker received in "
+                           f"[{args.start or 'the start'}, {args.end or 'now'})")
+    except (OSError, TimeoutError, LookupError, ValueError) as exc:
         print(f"verify: cannot read the events: {exc}", file=sys.stderr)
         return 2
     expected = recompute_for(config, records)
     try:
         with MongoClient(config.mongo.uri, tz_aware=True, serverSelectionTimeoutMS=10_000) as client:
-            report = compare(expected, client[config.mongo.database])
+            report = compare(expected, client[config.mongo.database], coverage=coverage)
     except PyMongoError as exc:
         print(f"verify: MongoDB unreachable: {str(exc).split(',')[0]}", file=sys.stderr)
         return 2
@@ -438,10 +642,29 @@ def main(argv: list[str] | None = None) -> int:
     print(f"verify: {len(records)} records -> {totals.get('events', 0)} events counted, "
           f"{sum(expected.dead_letters.values())} dead-lettered, {expected.late_events} late, "
           f"{expected.duplicates} duplicates; database {config.mongo.database}")
+    print("\n".join(f"verify: {line}" for line in context))
     print("\n".join(report.lines(args.examples)))
     print("verify: OK, every document matches" if report.ok
           else f"verify: FAILED, {len(report.mismatches)} mismatching documents")
     return 0 if report.ok else 1
+
+
+def _coverage_after_retention(config, read: TopicRead, context: list[str]) -> Coverage | None:
+    """The partial comparison after retention; adds the lines that say what it leaves out to `context`."""
+    from conf.loader import parse_duration_seconds
+    from generator.topics import TopicConfigUnavailable, topic_timestamp_type
+
+    context.append(f"retention has deleted the start of {len(read.cut)} of {len(read.partitions)} partitions: the "
+                   f"aggregates include events that are gone, so only what the remaining records account for is "
+                   f"compared (for everything: backfill a fresh database with --starting-timestamp, then verify it "
+                   f"with --from)")
+    try:
+        timestamp_type = topic_timestamp_type(config.kafka.bootstrap_servers, read.topic)
+    except TopicConfigUnavailable as exc:
+        context.append(f"{exc}: window documents are not compared")
+        timestamp_type = None
+    skew = dt.timedelta(seconds=parse_duration_seconds(config.job.max_future_skew))
+    return coverage_after_retention(read, timestamp_type, skew)
 
 
 def _iso(text: str | None, flag: str) -> dt.datetime | None:

@@ -1,0 +1,63 @@
+"""The job's one pass over the stream, as a DataFrame: Kafka records in, running totals and passing records out.
+
+    Kafka -> classify (parse + validate, Python over Arrow) -> watermark (broker time) -> drop duplicates
+          -> partial facets (Python over Arrow, per partition) -> running totals (one stateful aggregation)
+
+Each record is read, parsed and validated once, and each duplicate dropped once; every output of the job (dead
+letters, late events, the archive, every aggregate, the counts behind totals and top lists) comes out of this one
+query. Pure: it takes DataFrames and settings and returns a DataFrame; the sink is interactions.sinks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql.pandas.types import from_arrow_schema
+
+from interactions import aggregates, facets, parsing
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What decides how records are classified and aggregated; all of it is bound to the checkpoint."""
+    topic: str
+    allowed_lateness_s: float        # job.watermark_delay: later than this after its event time is late
+    max_future_skew_s: float         # job.max_future_skew: further ahead of the broker's clock is a dead letter
+    duplicate_window_s: float        # job.duplicate_window: the watermark delay, in broker time
+    slot_s: float                    # job.recent_slide: the slots of "top users in the last hour"
+    user_rate_s: float | None        # the per-user rate window of an alert rule, None without one
+    archive: bool                    # job.archive_raw_events
+
+
+def classified(kafka: DataFrame, settings: Settings) -> DataFrame:
+    """One row per Kafka record (interactions.parsing.record_schema), plus a tally row per Arrow batch."""
+    schema = from_arrow_schema(parsing.record_schema(settings.archive))
+    return kafka.select("value", "partition", "offset", "timestamp").mapInArrow(
+        parsing.classify_batches(settings.topic, settings.max_future_skew_s, settings.allowed_lateness_s,
+                                 settings.archive), schema)
+
+
+def deduplicated(records: DataFrame, duplicate_window_s: float) -> DataFrame:
+    """Drop redelivered events (same event_id) that reach the broker within the duplicate window of the first.
+
+    The watermark runs on broker time (the newest broker timestamp seen, minus the window), the clock lateness is
+    measured on too: Spark forgets an event id once the watermark passes it, and drops a record that reaches the
+    job later than that behind the newest one seen (a partition lagging that far in a backfill; reported in
+    `batches.dropped_by_watermark`). Records that are not events carry unique keys and pass.
+    """
+    return records.withWatermark("kafka_timestamp", f"{int(duplicate_window_s * 1000)} milliseconds") \
+        .dropDuplicatesWithinWatermark(["dedup_key"])
+
+
+def partial_facets(records: DataFrame, settings: Settings) -> DataFrame:
+    schema = from_arrow_schema(facets.partial_schema(settings.archive))
+    return records.mapInArrow(facets.partial_facets_function(
+        settings.allowed_lateness_s, settings.slot_s, settings.user_rate_s, settings.archive), schema)
+
+
+def interactions(kafka: DataFrame, settings: Settings) -> DataFrame:
+    """The whole pass: per micro-batch, the changed facet keys with their absolute totals, and the batch's
+    dead letters, late events and (archive on) archived events."""
+    partials = partial_facets(deduplicated(classified(kafka, settings), settings.duplicate_window_s), settings)
+    evicting = aggregates.with_bucket_eviction(partials, int(settings.duplicate_window_s * 1000))
+    return aggregates.running_totals(evicting, settings.archive)

@@ -1,0 +1,140 @@
+"""The job's foreachBatch sink: one micro-batch's running totals and passing records -> MongoDB.
+
+1. The batch (the aggregation's output: a few documents per changed key, plus the passing records) is cached, and
+   one small Spark job brings the driver its summary (interactions.sinks.summary).
+2. The MongoDB Spark connector writes every collection of whole documents from the executors, by `_id`:
+   user_stats, item_stats, minute/hourly/daily counts, user_slots, dead_letters, late_events, events_raw.
+3. The driver applies what needs a condition or the previous state, each once per batch id: totals, the top lists,
+   the top users of the last hour; then records the batch in `batches` and hands the alert rules their figures.
+
+Writing a batch twice (a retry after MongoDB came back, a replay after a crash) leaves MongoDB as if it had been
+written once: step 2 rewrites the same documents, step 3 is guarded by the batch id (see each module).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+from pymongo import MongoClient
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame
+
+from interactions import documents as docs
+from interactions.facets import ITEM, USER
+from interactions.sinks import top_lists, totals
+from interactions.sinks.connector import replace_documents
+from interactions.sinks.recent_users import RecentUsers
+from interactions.sinks.summary import Summary, busiest_users, collect_summary
+
+log = logging.getLogger(__name__)
+QUERY = "interactions"
+
+
+class AlertHooks(Protocol):
+    def on_aggregates_batch(self, minutes: list[tuple[dt.datetime, str, str, int, float]], batch_id: int) -> None: ...
+
+    def on_busiest_users(self, rows: list[tuple[dt.datetime, str, int]], batch_id: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    uri: str
+    database: str
+    topic: str
+    write_batch_size: int
+    top_n_users: int
+    top_n_items: int
+    top_n_users_last_hour: int
+    recent_window: dt.timedelta
+    recent_slide: dt.timedelta
+    dry_run: bool = False  # compute and build every document, store none (only the batch's figures)
+
+
+def client(uri: str) -> MongoClient:
+    return MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
+
+
+class BatchWriter:
+    def __init__(self, settings: SinkSettings, alerts: AlertHooks | None = None,
+                 write: Callable[[DataFrame, str, str, str, int], None] = replace_documents):
+        self.settings = settings
+        self.alerts = alerts
+        self.write = write
+        self.recent = RecentUsers(settings.recent_window, settings.recent_slide, settings.top_n_users_last_hour)
+        self.writers = docs.collection_writers(settings.topic, settings.recent_slide)
+
+    def __call__(self, batch: DataFrame, batch_id: int) -> None:
+        started = time.monotonic()
+        processed_at = dt.datetime.now(dt.timezone.utc)
+        # cached until the batch is written: a retry of this function after MongoDB came back reuses it instead of
+        # running the stateful plan a second time
+        batch.persist(StorageLevel.MEMORY_AND_DISK)
+        summary = collect_summary(batch)
+        summary_s = time.monotonic() - started
+        if not summary.has_data and not summary.documents:  # a batch that only moved the watermark
+            batch.unpersist()
+            return
+        s = self.settings
+        written, write_s = self._write_documents(batch, batch_id, summary)
+        derived_started = time.monotonic()
+        with client(s.uri) as mongo:
+            db = mongo[s.database]
+            if not s.dry_run and summary.has_data:
+                totals.apply_batch(db, summary, batch_id)
+                top_lists.merge_into_list(db, docs.TOP_USERS, "all", "user_id", _best(summary.users, s.top_n_users),
+                                          s.top_n_users, batch_id)
+                top_lists.merge_into_list(db, docs.TOP_ITEMS, "all", "item_id", _best(summary.items, s.top_n_items),
+                                          s.top_n_items, batch_id)
+            self._recent_users(db, summary, batch_id)
+            derived_s = time.monotonic() - derived_started
+            db[docs.BATCHES].update_one({"_id": f"{QUERY}:{batch_id}"}, {"$set": {
+                "query": QUERY, "batch_id": batch_id, "processed_at": processed_at,
+                "dead_letters": summary.documents.get("dead_letter", 0),
+                "late_events": summary.documents.get("late", 0),
+                "archived_events": summary.documents.get("archive", 0),
+                "changed_documents": written, "dry_run": s.dry_run,
+                "write_ms": int((time.monotonic() - started) * 1000), "summary_ms": int(summary_s * 1000),
+                "mongo_write_ms": int(write_s * 1000), "derived_ms": int(derived_s * 1000)}}, upsert=True)
+        batch.unpersist()
+        if self.alerts is not None and summary.has_data:
+            self.alerts.on_aggregates_batch(summary.minutes, batch_id)
+            if summary.user_rates:
+                self.alerts.on_busiest_users(busiest_users(summary.user_rates), batch_id)
+        log.info("%s batch %d: %d documents written in %.2f s (summary %.2f s, connector %.2f s, totals and lists "
+                 "%.2f s)", QUERY, batch_id, written, time.monotonic() - started, summary_s, write_s, derived_s)
+
+    def _write_documents(self, batch: DataFrame, batch_id: int, summary: Summary) -> tuple[int, float]:
+        """Every collection of whole documents this batch changed, through the connector; (documents, seconds)."""
+        began, written = time.monotonic(), 0
+        for collection, build in self.writers.items():
+            rows = summary.documents.get(docs.FACET_OF[collection], 0)
+            if not rows:
+                continue
+            written += rows
+            if not self.settings.dry_run:
+                self.write(build(batch, batch_id), self.settings.uri, self.settings.database, collection,
+                           self.settings.write_batch_size)
+        return written, time.monotonic() - began
+
+    def _recent_users(self, db, summary: Summary, batch_id: int) -> None:
+        if summary.newest_event_time is None:
+            return
+        start, _ = self.recent.window_for(summary.newest_event_time)
+        if not self.recent.loaded:
+            self.recent.load(db, start)
+        window = self.recent.update(summary.slots, summary.newest_event_time)
+        if window is None or self.settings.dry_run:
+            return
+        start, end, best = window
+        top_lists.replace_list(db, docs.TOP_USERS, "last_hour", "user_id", best, batch_id,
+                               {"window_start": start, "window_end": end})
+
+
+def _best(counted: list[tuple[str, int]], n: int) -> list[tuple[str, int]]:
+    return docs.ranked(counted, n)
+
+
+__all__ = ["BatchWriter", "SinkSettings", "QUERY", "USER", "ITEM"]
