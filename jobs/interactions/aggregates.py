@@ -16,8 +16,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from contract.events import INTERACTION_TYPES
 from interactions.facets import RECORD_FACETS, USER
-from interactions.schema import INTERACTION_TYPES
 
 # pyspark.sql.catalyst's EventTimeWatermark.delayKey: the attribute metadata by which stateful operators find the
 # event-time column of their keys (for eviction) and of their input (for late rows).

@@ -11,9 +11,9 @@ from typing import Callable, Iterable
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from contract.events import INTERACTION_TYPES
 from interactions.facets import ARCHIVE, DAY, HOUR, ITEM, MINUTE, USER, USER_SLOT, WINDOWS
 from interactions.parsing import DEAD_LETTER, LATE
-from interactions.schema import INTERACTION_TYPES
 
 USER_STATS = "user_stats"
 ITEM_STATS = "item_stats"

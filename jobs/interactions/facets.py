@@ -31,8 +31,8 @@ import polars as pl
 import pyarrow as pa
 from datasketches import hll_sketch, tgt_hll_type
 
+from contract.events import INTERACTION_TYPES
 from interactions.parsing import ARCHIVE_FIELDS, DEAD_LETTER, EVENT, LATE, TALLY, TIMESTAMP
-from interactions.schema import INTERACTION_TYPES
 
 USER, ITEM, MINUTE, HOUR, DAY = "user", "item", "minute", "hour", "day"
 USER_SLOT, USER_MINUTE, GLOBAL, ARCHIVE = "user_slot", "user_minute", "global", "archive"

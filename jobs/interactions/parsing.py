@@ -23,14 +23,13 @@ from typing import Any, Callable, Iterable, Iterator
 import orjson
 import pyarrow as pa
 
-from interactions.schema import INTERACTION_TYPES, ITEM_INTERACTIONS, PLATFORMS, REQUIRED_FIELDS
+from contract.events import FIELD_TYPES, INTERACTION_TYPES, ITEM_INTERACTIONS, PLATFORMS, REQUIRED_FIELDS
 
 EVENT, DEAD_LETTER, LATE, TALLY = "event", "dead_letter", "late", "tally"
 
 # ISO-8601 with a literal Z or an offset, seconds with an optional fraction; anything else is a dead letter.
 EVENT_TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
-STRING_FIELDS = ("event_id", "user_id", "item_id", "interaction_type", "platform", "session_id", "event_time",
-                 "country")
+TYPED_FIELDS = tuple(FIELD_TYPES.items())  # checked in the contract's order: the first wrong one is named
 LONG_MIN, LONG_MAX = -(2 ** 63), 2 ** 63 - 1
 _TYPES, _ITEM_TYPES, _PLATFORMS = frozenset(INTERACTION_TYPES), frozenset(ITEM_INTERACTIONS), frozenset(PLATFORMS)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
@@ -63,16 +62,11 @@ def invalid_reason(event: Any, received_us: int, max_future_skew_us: int) -> tup
     for name in REQUIRED_FIELDS:
         if event.get(name) is None:
             return f"missing required field {name}", None
-    for name in STRING_FIELDS:
+    for name, kind in TYPED_FIELDS:
         value = event.get(name)
-        if value is not None and type(value) is not str:
+        if value is not None and not _typed(value, kind):
             return f"wrong type for field {name}", None
-    price = event.get("price")
-    if price is not None and (type(price) not in (int, float) or not math.isfinite(price)):
-        return "wrong type for field price", None  # a bool, a string, or a number a double cannot hold
-    quantity = event.get("quantity")
-    if quantity is not None and (type(quantity) is not int or not LONG_MIN <= quantity <= LONG_MAX):
-        return "wrong type for field quantity", None
+    price, quantity = event.get("price"), event.get("quantity")
     if not event["event_id"].strip():
         return "empty event_id", None
     if not event["user_id"].strip():
@@ -94,6 +88,22 @@ def invalid_reason(event: Any, received_us: int, max_future_skew_us: int) -> tup
     if quantity is not None and quantity < 1:
         return "quantity below 1", None
     return None, when
+
+
+def _typed(value: Any, kind: str) -> bool:
+    cls = type(value)
+    if kind == "string":
+        return cls is str
+    if kind == "long":  # a JSON integer in signed 64 bits (a bool is not a number)
+        return cls is int and LONG_MIN <= value <= LONG_MAX
+    if cls is float:  # a double: finite
+        return math.isfinite(value)
+    if cls is int:  # an integer a double can hold
+        try:
+            return math.isfinite(float(value))
+        except OverflowError:
+            return False
+    return False
 
 
 def event_time_micros(text: str) -> int | None:
@@ -120,9 +130,9 @@ def decode(payload: bytes | None) -> Any:
     # numbers a double cannot hold (the rules then name the field). NaN / Infinity stay refused.
     try:
         value = json.loads(payload.decode("utf-8", "replace"), parse_constant=_refuse)
-        orjson.dumps(value)  # lone surrogates (from \ud800 escapes) cannot be stored as UTF-8 text
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # a lone surrogate (a \ud800 escape) is not text
         return value
-    except (ValueError, TypeError, orjson.JSONEncodeError):
+    except (ValueError, UnicodeError):
         return None
 
 
