@@ -27,6 +27,7 @@ from pathlib import Path
 from confluent_kafka import Consumer, KafkaError, Producer, libversion
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from generator.topics import TOPIC_CONFIG
 from stack import KafkaBroker, StackError, free_ports
 from stack.kafka import DEFAULT_LIB_DIR
 from stack.process import PROJECT_ROOT
@@ -156,8 +157,8 @@ def _result(phase: str, client: str, api: str, count: int, seconds: float,
 
 def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    for future in admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1)
-                                       for n in names]).values():
+    for future in admin.create_topics([NewTopic(n, num_partitions=partitions, replication_factor=1,
+                                                config=TOPIC_CONFIG) for n in names]).values():
         future.result(60)
     deadline = time.monotonic() + 60
     for name in names:

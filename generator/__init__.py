@@ -9,6 +9,7 @@ Layout, pure parts first:
     stream.py     MessageStream / generate_messages: all of the above, deterministic per seed, no Kafka
     pacing.py     Schedule: rate + bursts -> events due at time t
     producer.py   the Kafka edge: topic creation, tuned producer, delivery counting, manifest
+    topics.py     what a pipeline topic must be (the broker's clock for timestamps), and the check for it
     manifest.py   reading a manifest back (the oracle of tests and benchmarks)
     cli.py        python -m generator
 """

@@ -1,6 +1,7 @@
 """The Kafka edge: topic creation, a throughput-tuned producer, pacing, delivery accounting and the manifest.
 
-The only module of the generator that talks to Kafka. One `run_producer` call is one producer process's whole run.
+The only module of the generator that writes to Kafka (topics.py reads a topic's settings). One `run_producer`
+call is one producer process's whole run.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from generator.faults import DEFECTS
 from generator.pacing import Schedule
 from generator.settings import StreamSettings
 from generator.stream import KINDS, MessageStream
+from generator.topics import TOPIC_CONFIG
 
 log = logging.getLogger("generator")
 
@@ -62,7 +64,8 @@ def _quiet_client_config(bootstrap_servers: str, timeout_s: float) -> dict:
 
 
 def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, timeout_s: float = 10.0) -> bool:
-    """Create `topic` with `partitions` partitions unless it exists. True if created. Raises BrokerUnreachable."""
+    """Create `topic` with `partitions` partitions and the broker's clock for timestamps (generator/topics.py) unless
+    it exists. True if created. Raises BrokerUnreachable."""
     admin = AdminClient(_quiet_client_config(bootstrap_servers, timeout_s))
     deadline = time.monotonic() + timeout_s
     try:
@@ -74,7 +77,8 @@ def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, timeout_s:
         if existing != partitions:
             log.info("topic %s exists with %d partitions (--partitions %d not applied)", topic, existing, partitions)
         return False
-    future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=-1)],
+    future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=-1,
+                                           config=TOPIC_CONFIG)],
                                  operation_timeout=max(1.0, deadline - time.monotonic()))[topic]
     try:
         future.result(timeout=max(1.0, deadline - time.monotonic()))

@@ -6,14 +6,19 @@ dashboard, so a changed MongoDB URI or an edited chart file would not take effec
 Superset's assets import (what `POST /api/v1/assets/import/` runs) overwrites everything, matched by uuid: the files
 stay the source of truth.
 
-    python import_bundle.py <bundle dir> <sqlalchemy uri> <username>
+    MONGO_SQLALCHEMY_URI=<sqlalchemy uri> python import_bundle.py <bundle dir> <username>
+
+The URI comes from the environment, not the command line, since it may carry a password and every user can read a
+process's arguments.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-URI_PLACEHOLDER = "${MONGO_SQLALCHEMY_URI}"
+URI_VARIABLE = "MONGO_SQLALCHEMY_URI"
+URI_PLACEHOLDER = "${" + URI_VARIABLE + "}"
 
 
 def bundle_contents(bundle: Path, uri: str) -> dict[str, str]:
@@ -27,7 +32,7 @@ def bundle_contents(bundle: Path, uri: str) -> dict[str, str]:
     return contents
 
 
-def main(bundle: str, uri: str, username: str) -> None:
+def main(bundle: str, username: str) -> None:
     from flask import g
 
     from superset.app import create_app
@@ -38,7 +43,7 @@ def main(bundle: str, uri: str, username: str) -> None:
         from superset.commands.importers.v1.assets import ImportAssetsCommand
 
         g.user = security_manager.find_user(username=username)
-        ImportAssetsCommand(bundle_contents(Path(bundle), uri)).run()
+        ImportAssetsCommand(bundle_contents(Path(bundle), os.environ[URI_VARIABLE])).run()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from typing import Iterator
 
 import pytest
 
+from processes import Processes
 from stack import KafkaBroker, MongoServer, free_ports
 from waiting import wait_until
 
@@ -57,12 +58,17 @@ def kafka_admin(kafka_broker: KafkaBroker):
 
 @pytest.fixture
 def kafka_topic(kafka_admin, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh topic with 4 partitions, every partition led (ready to produce to); deleted after the test."""
+    """A fresh topic with 4 partitions and the broker's clock for timestamps (as the generator creates it), every
+    partition led (ready to produce to); deleted after the test. A test that measures the producer's clock asks for
+    it: @pytest.mark.parametrize("kafka_topic", ["CreateTime"], indirect=True)."""
     from confluent_kafka.admin import NewTopic
 
+    from generator.topics import TIMESTAMP_TYPE_KEY, TOPIC_CONFIG
+
     name = f"test-{_slug(request.node.name)}-{uuid.uuid4().hex[:8]}"
-    futures = kafka_admin.create_topics([NewTopic(name, num_partitions=TOPIC_PARTITIONS, replication_factor=1)],
-                                        operation_timeout=30)
+    config = {**TOPIC_CONFIG, **({TIMESTAMP_TYPE_KEY: request.param} if hasattr(request, "param") else {})}
+    futures = kafka_admin.create_topics([NewTopic(name, num_partitions=TOPIC_PARTITIONS, replication_factor=1,
+                                                  config=config)], operation_timeout=30)
     futures[name].result(timeout=60)
 
     def led_partitions() -> int:
@@ -78,6 +84,15 @@ def kafka_topic(kafka_admin, request: pytest.FixtureRequest) -> Iterator[str]:
         kafka_admin.delete_topics([name], operation_timeout=10)[name].result(timeout=30)
     except Exception:  # the test's own clients may still hold it; the broker's tmp dir goes with the session
         pass
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    """Starts processes for one test (`processes.start`, in their own process groups); after the test, pass or fail,
+    each whole group is ended (tests/processes.py)."""
+    started = Processes()
+    yield started
+    started.end_all()
 
 
 @pytest.fixture(scope="session")

@@ -267,7 +267,8 @@ class Coverage:
     retained offset are checked exactly, earlier ones not at all. A window document is complete when no deleted
     record can have counted in it: with the broker's clock (LogAppendTime) a partition's timestamps never go back, so
     a deleted record reached the broker no later than the partition's first retained record, and a counted event is
-    at most max_future_skew ahead of its broker timestamp; windows starting after `windows_after` are checked exactly.
+    at most max_future_skew ahead of its broker timestamp; windows starting after `windows_after` are checked exactly
+    (a redelivery carries its original's event time, so a retained duplicate of a deleted event falls before too).
     Per-user and per-item statistics, top lists and totals add up every event ever read: not checked.
     """
     first_offsets: Mapping[int, int]                 # partition -> first offset still in the topic
@@ -379,7 +380,7 @@ def _compare_set_aside(report: Report, db, name: str, wanted: Mapping[tuple, str
         actual[key if known_topic else (None, key[1], key[2])] = doc.get("reason")
     report.checked[name] = len(wanted)
     if before_retained:
-        report.notes[name] = f"{before_retained} more, of records retention has deleted, not checked"
+        report.notes[name] = f"and {before_retained} of records retention has deleted, not checked"
     for key in sorted(wanted.keys() - actual.keys(), key=lambda k: k[1:]):
         reason = f" ({wanted[key]})" if wanted[key] is not None else ""
         report.mismatches.append(Mismatch(name, _id_of(key), f"set aside by the oracle{reason}, not in MongoDB"))

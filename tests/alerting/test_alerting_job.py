@@ -20,6 +20,7 @@ import pytest
 from conf import load_config
 from interactions.pipeline import RunMode, start_queries
 from interactions.verify import read_topic
+from processes import Processes
 from waiting import wait_until
 
 pytestmark = pytest.mark.integration
@@ -44,9 +45,9 @@ cooldown = "10 minutes"
 """
 
 
-def produce_minutes(bootstrap_servers: str, topic: str, start: dt.datetime) -> None:
+def produce_minutes(processes: Processes, bootstrap_servers: str, topic: str, start: dt.datetime) -> None:
     """One generator run per minute of event time, all at once: minute i gets MINUTES[i] events, from 10 s in."""
-    runs = [subprocess.Popen(
+    runs = [processes.start(
         [sys.executable, "-m", "generator", "--bootstrap-servers", bootstrap_servers, "--topic", topic,
          "--start-time", (start + dt.timedelta(minutes=i, seconds=10)).isoformat(), "--jitter", "0",
          "--rate", "2000", "--count", str(count),
@@ -83,10 +84,10 @@ def run_job(spark_session, config) -> None:
 
 def test_a_burst_fires_once_within_the_cooldown_resolves_once_and_a_replay_notifies_nobody(
         spark_session, kafka_broker, kafka_topic, mongo_server, mongo_db, tmp_path, webhook_receiver,
-        smtp_receiver):
+        smtp_receiver, processes):
     start = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=30)).replace(second=0, microsecond=0)
     minute = [start + dt.timedelta(minutes=i) for i in range(len(MINUTES))]
-    produce_minutes(kafka_broker.bootstrap_servers, kafka_topic, start)
+    produce_minutes(processes, kafka_broker.bootstrap_servers, kafka_topic, start)
     events, busiest = per_minute(read_topic(kafka_broker.bootstrap_servers, kafka_topic))
     assert [events[m] for m in minute] == MINUTES
     bot_minutes = [i for i, m in enumerate(minute) if busiest[m][1] > 100]

@@ -3,7 +3,6 @@ Python for executors that does not see the project's editable install; once per 
 start on a busy 2-core machine)."""
 from __future__ import annotations
 
-import subprocess
 import sys
 import sysconfig
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Iterator
 
 import pytest
 
+from processes import run
 from stack.process import PROJECT_ROOT
 from stack.spark_cluster import SparkCluster
 
@@ -33,7 +33,7 @@ def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkClu
 def job_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The archive bin/package-job builds for --py-files (into a tmp dir, not the developer's .stack/build)."""
     out = tmp_path_factory.mktemp("build") / "interactions.zip"
-    subprocess.run([str(PROJECT_ROOT / "bin" / "package-job"), str(out)], check=True, capture_output=True, timeout=60)
+    run([str(PROJECT_ROOT / "bin" / "package-job"), str(out)], check=True, capture_output=True, timeout=60)
     return out
 
 
@@ -50,7 +50,7 @@ def executor_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wrapper.write_text("#!/bin/sh\n"
                        f'PYTHONPATH="${{PYTHONPATH:+$PYTHONPATH:}}{libraries}" exec "{sys.executable}" -S "$@"\n')
     wrapper.chmod(0o755)
-    probe = subprocess.run([str(wrapper), "-c", "import pymongo, pyspark; import interactions"], cwd=wrapper.parent,
-                           capture_output=True, text=True, timeout=60)
+    probe = run([str(wrapper), "-c", "import pymongo, pyspark; import interactions"], cwd=wrapper.parent,
+                capture_output=True, text=True, timeout=60)
     assert "No module named 'interactions'" in probe.stderr, f"the wrapper still sees the project: {probe.stderr}"
     return wrapper

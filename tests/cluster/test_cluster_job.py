@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from interactions.verify import compare, read_topic, recompute
+from processes import run
 from stack.process import PROJECT_ROOT
 from stack.spark_cluster import SparkCluster
 
@@ -36,8 +37,8 @@ def spark_submit(cluster: SparkCluster, archive: Path, executor_python: Path, sc
     command = ["spark-submit", "--master", cluster.url, "--py-files", str(archive),
                "--conf", f"spark.pyspark.python={executor_python}", "--conf", "spark.ui.enabled=false",
                str(script), *args]
-    result = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                            timeout=SUBMIT_TIMEOUT_S)
+    result = run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                 timeout=SUBMIT_TIMEOUT_S)
     if result.returncode != 0:
         pytest.fail(f"spark-submit exited {result.returncode}:\n{_tail(result.stdout + result.stderr)}", pytrace=False)
     return result
@@ -53,9 +54,9 @@ def run_job(cluster, archive, executor_python, kafka_broker, topic, mongo_server
 
 
 def generate(kafka_broker, topic, *flags: str) -> None:
-    subprocess.run([sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers,
-                    "--topic", topic, "--rate", "max", "--progress-interval", "60", *flags],
-                   check=True, timeout=120, capture_output=True)
+    run([sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers,
+         "--topic", topic, "--rate", "max", "--progress-interval", "60", *flags],
+        check=True, timeout=120, capture_output=True)
 
 
 def test_job_on_a_two_worker_cluster_matches_the_recomputation_with_late_duplicate_and_malformed_events(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from processes import run
 from stack import StackError
 from stack.process import PROJECT_ROOT, free_port
 from stack.spark_cluster import SparkCluster
@@ -81,8 +82,8 @@ def test_stack_command_starts_and_stops_a_cluster(tmp_path: Path) -> None:
 
 
 def _stack(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "stack", *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
-                          text=True, timeout=240)
+    return run([sys.executable, "-m", "stack", *args], cwd=PROJECT_ROOT, env=env, capture_output=True,
+               text=True, timeout=240)
 
 
 def _free_pair() -> int:

@@ -134,6 +134,18 @@ def test_kafka_is_the_version_of_the_native_stack(services):
     assert services["kafka-init"]["image"] == f"apache/kafka:{version}"
 
 
+def test_the_topic_and_the_broker_use_the_brokers_clock_for_timestamps(services):
+    """Lateness is measured against the record's Kafka timestamp: LogAppendTime makes that the broker's clock."""
+    from generator.topics import TOPIC_CONFIG
+
+    command = command_of(services["kafka-init"])
+    configs = [command[i + 1] for i, part in enumerate(command) if part == "--config"]
+    assert [f"{key}={value}" for key, value in TOPIC_CONFIG.items()] == configs
+    # the broker's default for every topic (the image maps KAFKA_LOG_X_Y to log.x.y in server.properties)
+    env = environment_of(services["kafka"])
+    assert env.get("KAFKA_LOG_MESSAGE_TIMESTAMP_TYPE") == TOPIC_CONFIG["message.timestamp.type"]
+
+
 def test_kafka_runs_in_kraft_mode_with_the_topic_created_by_the_init_service(services):
     env = environment_of(services["kafka"])
     assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
@@ -214,6 +226,30 @@ def test_no_secret_has_a_value_in_the_file(compose, services):
     assert uris >= 1  # the MongoDB URI with credentials was seen (and checked)
 
 
+def test_no_secret_is_on_a_command_line(services):
+    """Arguments are visible to every user of the host (`ps`) and in Spark's UI: secrets go in the environment."""
+    entrypoint = ROOT / "docker" / "superset-entrypoint.sh"
+    commands = {name: [str(part) for part in (service.get("command") or [])] for name, service in services.items()}
+    commands["superset (entrypoint)"] = [line for line in entrypoint.read_text().splitlines()
+                                         if line.strip() and not line.lstrip().startswith("#")]
+    for name, parts in commands.items():
+        for part in parts:
+            assert not re.search(r"://[^/@\s]*:[^@\s]*@", interpolate(part)), f"{name}: a URI with a password: {part}"
+            for variable in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", part):
+                assert not SECRET_NAME.search(variable) and not variable.endswith("URI"), \
+                    f"{name} puts ${variable} on a command line: {part}"
+
+
+def test_the_job_and_superset_read_the_mongodb_uri_from_their_environment(services):
+    from conf import load_config
+
+    for name in ("spark-job", "superset"):
+        env = {key: interpolate(value) for key, value in environment_of(services[name]).items()
+               if key.startswith("PIPELINE_")}
+        uri = load_config(env=env).mongo.uri  # an unknown PIPELINE_ name would be refused here
+        assert re.fullmatch(r"mongodb://[^:]+:<MONGO_ROOT_PASSWORD>@mongo:27017/\?authSource=admin", uri), (name, uri)
+
+
 def test_env_example_documents_every_variable_and_holds_no_secret(compose):
     example = ENV_EXAMPLE.read_text()
     documented = dict(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=(\S*)", example, re.MULTILINE))
@@ -291,4 +327,5 @@ def test_superset_is_started_by_the_provision_command_with_flags_it_has(services
     used = {flag for call in calls for flag in re.findall(r"(--[a-z][a-z-]+)", call)}
     assert used and all(f'"{flag}"' in provision for flag in used), used
     env = environment_of(services["superset"])
-    assert {"SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD", "MONGO_URI", "MONGO_DATABASE"} <= set(env)
+    assert {"SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD", "PIPELINE_MONGO_URI",
+            "PIPELINE_MONGO_DATABASE"} <= set(env)

@@ -11,6 +11,7 @@ import pytest
 
 from conf import load_config
 from interactions.verify import compare, read_topic, recompute_for
+from processes import run
 from stack import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,8 +23,8 @@ def spark_submit(*args: str, timeout: float = 300) -> subprocess.CompletedProces
     env = {**os.environ, "PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")}
     executable = shutil.which("spark-submit", path=env["PATH"])
     assert executable, "spark-submit is not on PATH: run bin/install"
-    return subprocess.run([executable, "jobs/aggregate.py", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
+    return run([executable, "jobs/aggregate.py", *args], cwd=ROOT, env=env, capture_output=True,
+               text=True, timeout=timeout)
 
 
 def our_lines(result: subprocess.CompletedProcess) -> list[str]:
@@ -34,10 +35,10 @@ def our_lines(result: subprocess.CompletedProcess) -> list[str]:
 
 def test_spark_submit_fills_mongodb_with_numbers_that_match_the_events(kafka_broker, kafka_topic, mongo_server,
                                                                         mongo_db, tmp_path):
-    subprocess.run([sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers,
-                    "--topic", kafka_topic, "--count", "2000", "--rate", "max", "--seed", "5",
-                    "--malformed-ratio", "0.02", "--progress-interval", "60"],
-                   check=True, timeout=300, capture_output=True)
+    run([sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers,
+         "--topic", kafka_topic, "--count", "2000", "--rate", "max", "--seed", "5",
+         "--malformed-ratio", "0.02", "--progress-interval", "60"],
+        check=True, timeout=300, capture_output=True)
     result = spark_submit("--bootstrap-servers", kafka_broker.bootstrap_servers, "--topic", kafka_topic,
                           "--mongo-uri", mongo_server.uri, "--database", mongo_db.name,
                           "--checkpoint-dir", str(tmp_path / "checkpoint"), "--shuffle-partitions", "2",

@@ -19,9 +19,9 @@ pytestmark = pytest.mark.integration
 
 
 def test_a_killed_generator_loses_nothing_it_had_acknowledged(spark_session, kafka_broker, kafka_topic,
-                                                             mongo_server, mongo_db, tmp_path):
+                                                             mongo_server, mongo_db, tmp_path, processes):
     manifest = tmp_path / "manifest.jsonl"
-    generator = subprocess.Popen(
+    generator = processes.start(
         [sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers, "--topic",
          kafka_topic, "--rate", "2000", "--duration", "120", "--seed", "71", "--malformed-ratio", "0.10",
          "--users", "300", "--items", "80", "--emit-manifest", str(manifest), "--progress-interval", "60"],

@@ -8,6 +8,7 @@ import pytest
 
 from conf import ConfigError
 from interactions.preflight import check_kafka, check_mongo
+from processes import started
 from stack import free_ports
 from waiting import wait_until
 
@@ -20,14 +21,12 @@ def mongo_with_auth(tmp_path):
     from pymongo import MongoClient
 
     port = free_ports(1)[0]
-    server = subprocess.Popen([sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
-                               "--storage-path", str(tmp_path / "db"), "--standalone", "--auth"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    probe = MongoClient(f"mongodb://127.0.0.1:{port}/?retryWrites=false", serverSelectionTimeoutMS=500)
-    wait_until(lambda: probe.admin.command("ping"), timeout=60, message="the auth server did not start")
-    yield port
-    server.terminate()
-    server.wait(timeout=30)
+    with started([sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
+                  "--storage-path", str(tmp_path / "db"), "--standalone", "--auth"],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL):
+        probe = MongoClient(f"mongodb://127.0.0.1:{port}/?retryWrites=false", serverSelectionTimeoutMS=500)
+        wait_until(lambda: probe.admin.command("ping"), timeout=60, message="the auth server did not start")
+        yield port
 
 
 def test_wrong_mongodb_credentials_are_one_line_without_the_password(mongo_with_auth):

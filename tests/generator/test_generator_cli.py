@@ -1,12 +1,12 @@
 """The command line without a broker: bad input is one line and exit 2; an unreachable broker one line and exit 1."""
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 
 from generator.cli import parse_args
+from processes import run
 from stack import free_port
 
 
@@ -65,14 +65,14 @@ def test_seed_zero_is_replaced_by_a_printed_random_seed():
 
 
 def test_command_rejects_bad_flag_without_traceback():
-    result = subprocess.run([sys.executable, "-m", "generator", "--duplicate-ratio", "2"],
-                            capture_output=True, text=True, timeout=60)
+    result = run([sys.executable, "-m", "generator", "--duplicate-ratio", "2"],
+                 capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "--duplicate-ratio" in result.stderr, result.stderr
 
 
 def test_unreachable_broker_is_one_line_and_exit_1():
-    result = subprocess.run(
+    result = run(
         [sys.executable, "-m", "generator", "--bootstrap-servers", f"127.0.0.1:{free_port()}",
          "--connect-timeout", "2", "--count", "10"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1

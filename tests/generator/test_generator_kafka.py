@@ -12,13 +12,14 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from generator import read_manifest
+from processes import run
 from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
 
 def run_generator(broker, topic, *flags, timeout=120):
-    result = subprocess.run(
+    result = run(
         [sys.executable, "-m", "generator", "--bootstrap-servers", broker.bootstrap_servers, "--topic", topic,
          "--progress-interval", "0", *map(str, flags)], capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr
@@ -58,6 +59,7 @@ def read_topic(broker, topic, timeout=60.0) -> list[dict]:
         consumer.close()
 
 
+@pytest.mark.parametrize("kafka_topic", ["CreateTime"], indirect=True)  # the producer's clock is what is measured
 def test_rate_is_held_against_a_real_broker(kafka_broker, kafka_topic, tmp_path):
     stats = tmp_path / "stats.json"
     run_generator(kafka_broker, kafka_topic, "--rate", 2000, "--duration", 5, "--stats-json", stats)
@@ -123,20 +125,16 @@ def test_burst_multiplies_the_rate_for_its_window(kafka_broker, kafka_topic):
     assert topic_size(kafka_broker, kafka_topic) == 1000 * 3 + 3 * 1000
 
 
-def test_sigterm_flushes_and_exits_cleanly(kafka_broker, kafka_topic, tmp_path):
+def test_sigterm_flushes_and_exits_cleanly(kafka_broker, kafka_topic, tmp_path, processes):
     manifest = tmp_path / "manifest.jsonl"
-    process = subprocess.Popen(
+    process = processes.start(
         [sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers,
          "--topic", kafka_topic, "--rate", "3000", "--processes", "2", "--emit-manifest", str(manifest),
          "--progress-interval", "0"], stderr=subprocess.PIPE, text=True)
-    try:
-        wait_until(lambda: topic_size(kafka_broker, kafka_topic) >= 2000, timeout=60,
-                   message="generator producing")
-        process.send_signal(signal.SIGTERM)
-        _, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    wait_until(lambda: topic_size(kafka_broker, kafka_topic) >= 2000, timeout=60,
+               message="generator producing")
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     summary = err.strip().splitlines()[-1]
     assert summary.startswith("generator: stopped"), err

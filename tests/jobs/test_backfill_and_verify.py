@@ -10,6 +10,7 @@ import pytest
 
 from conf import load_config
 from interactions.pipeline import RunMode, start_queries
+from processes import run as run_process
 
 pytestmark = pytest.mark.integration
 # bookkeeping that names the micro-batch or the moment of writing, which differ between two runs by design
@@ -39,14 +40,14 @@ def live(spark_session, kafka_broker, kafka_admin, mongo_server, mongo_client, t
     produce = [sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers,
                "--topic", topic, "--rate", "max", "--users", "150", "--items", "40", "--progress-interval", "60"]
     manifests = tmp_path_factory.mktemp("manifests")
-    subprocess.run([*produce, "--count", "800", "--seed", "41", "--emit-manifest", str(manifests / "1.jsonl")],
-                   check=True, timeout=300, capture_output=True)
+    run_process([*produce, "--count", "800", "--seed", "41", "--emit-manifest", str(manifests / "1.jsonl")],
+                check=True, timeout=300, capture_output=True)
     database = f"live_{uuid.uuid4().hex[:8]}"
     checkpoint = tmp_path_factory.mktemp("live-checkpoint")
     run(spark_session, kafka_broker, topic, mongo_server, database, checkpoint)
-    subprocess.run([*produce, "--count", "2500", "--seed", "42", "--late-ratio", "0.03", "--duplicate-ratio",
-                    "0.03", "--malformed-ratio", "0.03", "--emit-manifest", str(manifests / "2.jsonl")],
-                   check=True, timeout=300, capture_output=True)
+    run_process([*produce, "--count", "2500", "--seed", "42", "--late-ratio", "0.03", "--duplicate-ratio",
+                 "0.03", "--malformed-ratio", "0.03", "--emit-manifest", str(manifests / "2.jsonl")],
+                check=True, timeout=300, capture_output=True)
     run(spark_session, kafka_broker, topic, mongo_server, database, checkpoint)
     (manifests / "all.jsonl").write_text((manifests / "1.jsonl").read_text() + (manifests / "2.jsonl").read_text())
     LIVE_MANIFEST.append(manifests / "all.jsonl")
@@ -75,9 +76,9 @@ def test_a_backfill_from_a_timestamp_into_a_fresh_database_equals_the_live_resul
 
 
 def verify(kafka_broker, topic, mongo_server, database, *flags: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "interactions.verify", "--bootstrap-servers",
-                           kafka_broker.bootstrap_servers, "--topic", topic, "--mongo-uri", mongo_server.uri,
-                           "--database", database, *flags], capture_output=True, text=True, timeout=120)
+    return run_process([sys.executable, "-m", "interactions.verify", "--bootstrap-servers",
+                        kafka_broker.bootstrap_servers, "--topic", topic, "--mongo-uri", mongo_server.uri,
+                        "--database", database, *flags], capture_output=True, text=True, timeout=120)
 
 
 def test_verify_reports_a_clean_run_as_matching(live, kafka_broker, mongo_server):

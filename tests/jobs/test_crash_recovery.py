@@ -15,6 +15,7 @@ import pytest
 
 from conf import load_config
 from interactions.verify import compare, read_topic, recompute_for
+from processes import Processes, run
 from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,29 +23,27 @@ pytestmark = pytest.mark.integration
 
 
 def generate(kafka_broker, topic, *flags):
-    subprocess.run([sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers,
-                    "--topic", topic, "--rate", "max", "--progress-interval", "60", "--users", "400",
-                    "--items", "100", *flags], check=True, timeout=300, capture_output=True)
+    run([sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers,
+         "--topic", topic, "--rate", "max", "--progress-interval", "60", "--users", "400",
+         "--items", "100", *flags], check=True, timeout=300, capture_output=True)
 
 
 class Job:
-    """spark-submit jobs/aggregate.py in its own process group."""
+    """spark-submit jobs/aggregate.py in its own process group, which `processes` ends after the test whatever
+    happens (a failed assertion, a timeout)."""
 
-    def __init__(self, log_path: Path, *args: str):
+    def __init__(self, processes: Processes, log_path: Path, *args: str):
         env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
-        self.log = open(log_path, "ab")
-        self.process = subprocess.Popen(["spark-submit", "jobs/aggregate.py", *args], cwd=ROOT, env=env,
-                                        stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(log_path, "ab") as log:  # the child keeps its own descriptor
+            self.process = processes.start(["spark-submit", "jobs/aggregate.py", *args], cwd=ROOT, env=env,
+                                           stdout=log, stderr=subprocess.STDOUT)
 
     def kill(self) -> None:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=60)
-        self.log.close()
 
     def wait(self, timeout: float) -> int:
-        code = self.process.wait(timeout=timeout)
-        self.log.close()
-        return code
+        return self.process.wait(timeout=timeout)
 
 
 def committed_batches(db) -> int:
@@ -52,13 +51,13 @@ def committed_batches(db) -> int:
 
 
 def test_the_aggregates_survive_kill_9_at_random_points(kafka_broker, kafka_topic, mongo_server, mongo_db,
-                                                        tmp_path):
+                                                        tmp_path, processes):
     args = ["--bootstrap-servers", kafka_broker.bootstrap_servers, "--topic", kafka_topic,
             "--mongo-uri", mongo_server.uri, "--database", mongo_db.name,
             "--checkpoint-dir", str(tmp_path / "checkpoint"), "--shuffle-partitions", "2"]
     log = tmp_path / "job.log"
     generate(kafka_broker, kafka_topic, "--count", "1000", "--seed", "31")
-    assert Job(log, *args, "--available-now").wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert Job(processes, log, *args, "--available-now").wait(timeout=300) == 0, log.read_text()[-3000:]
 
     generate(kafka_broker, kafka_topic, "--count", "7000", "--seed", "32", "--late-ratio", "0.03",
              "--duplicate-ratio", "0.05", "--malformed-ratio", "0.03")
@@ -66,7 +65,7 @@ def test_the_aggregates_survive_kill_9_at_random_points(kafka_broker, kafka_topi
     kills = 5
     for attempt in range(kills):
         before = committed_batches(mongo_db)
-        job = Job(log, *args, "--trigger-interval", "1 second", "--max-offsets-per-trigger", "400")
+        job = Job(processes, log, *args, "--trigger-interval", "1 second", "--max-offsets-per-trigger", "400")
         # let it commit at least one new batch, then kill it somewhere inside a later one
         wait_until(lambda: committed_batches(mongo_db) > before or job.process.poll() is not None, timeout=240,
                    message=f"the job committed no batch after restart {attempt}")
@@ -75,7 +74,7 @@ def test_the_aggregates_survive_kill_9_at_random_points(kafka_broker, kafka_topi
         job.kill()
 
     # finally let it catch up and stop by itself
-    assert Job(log, *args, "--available-now").wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert Job(processes, log, *args, "--available-now").wait(timeout=300) == 0, log.read_text()[-3000:]
     expected = recompute_for(load_config(env={}), read_topic(kafka_broker.bootstrap_servers, kafka_topic))
     report = compare(expected, mongo_db, health_counts_exact=False)
     assert report.ok, "after 5 kills MongoDB differs from the recomputation:\n" + "\n".join(report.lines())

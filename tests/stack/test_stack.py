@@ -11,6 +11,7 @@ from typing import Iterator
 
 import pytest
 
+from processes import run
 from stack import KafkaBroker, MongoServer, StackError, free_ports
 from stack.process import PROJECT_ROOT, Service
 from waiting import wait_until
@@ -54,8 +55,8 @@ def run_cli(*args: str, data_dir: Path, mongo_port: int = 0) -> subprocess.Compl
            "PIPELINE_STACK_KAFKA_PORT": str(kafka_port),
            "PIPELINE_STACK_KAFKA_CONTROLLER_PORT": str(controller_port),
            "PIPELINE_STACK_MONGO_PORT": str(mongo_port or free_mongo)}
-    return subprocess.run([sys.executable, "-m", "stack", *args], cwd=PROJECT_ROOT, env=env,
-                          capture_output=True, text=True, timeout=180)
+    return run([sys.executable, "-m", "stack", *args], cwd=PROJECT_ROOT, env=env,
+               capture_output=True, text=True, timeout=180)
 
 
 # --- start is idempotent -------------------------------------------------------------------------------------------
@@ -93,7 +94,8 @@ def test_several_instances_run_side_by_side(mongo_server: MongoServer, own_mongo
 
 
 def test_a_stale_pid_file_does_not_count_as_running(tmp_path: Path) -> None:
-    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    finished = run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                   timeout=60)
     server = MongoServer(tmp_path, port=free_ports(1)[0])
     server.pid_file.write_text(json.dumps({"pid": int(finished.stdout), "started": 0}))
 
