@@ -12,18 +12,20 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def local_services(prefix: str) -> Iterator[tuple[Path, KafkaBroker, MongoServer]]:
-    """(work folder, started broker, started database); both are stopped on the way out."""
+def local_services(prefix: str, mongo: bool = True) -> Iterator[tuple[Path, KafkaBroker, MongoServer | None]]:
+    """(work folder, started broker, started database or None); both are stopped on the way out."""
     from stack import KafkaBroker, MongoServer, free_ports
 
     work = Path(tempfile.mkdtemp(prefix=prefix))
     kafka_port, controller_port, mongo_port = free_ports(3)
     broker = KafkaBroker(work / "kafka", port=kafka_port, controller_port=controller_port)
-    mongo = MongoServer(work / "mongo", port=mongo_port)
+    server = MongoServer(work / "mongo", port=mongo_port) if mongo else None
     broker.start(timeout=180)
     try:
-        mongo.start(timeout=120)
-        yield work, broker, mongo
+        if server is not None:
+            server.start(timeout=120)
+        yield work, broker, server
     finally:
-        mongo.stop()
+        if server is not None:
+            server.stop()
         broker.stop()

@@ -1,4 +1,4 @@
-"""The streaming job's library: event schema, parsing, aggregate transformations and MongoDB sinks.
+"""The streaming job's library: record classification, the one-pass dataflow, aggregate transformations and the
+MongoDB sinks. Shipped to executors with the job; nothing here reads global configuration."""
 
-Shipped to executors with the job; nothing here reads global configuration.
-"""
+QUERY = "interactions"  # the job's one streaming query: its checkpoint folder, its `batches` and metrics label

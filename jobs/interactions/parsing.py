@@ -55,32 +55,36 @@ def record_schema(archive: bool) -> pa.Schema:
 def invalid_reason(event: Any, received_us: int, max_future_skew_us: int) -> tuple[str | None, int | None]:
     """(why the decoded payload is not a valid event or None, its event time in epoch microseconds when valid).
 
-    The first rule that fails names the reason; the order is the contract's (docs/collections.md, dead_letters).
+    The first rule that fails names the reason, in the contract's order (contract.validation lists them).
     """
-    if not isinstance(event, dict):
+    if type(event) is not dict:
         return "not a JSON object", None
-    for name in REQUIRED_FIELDS:
-        if event.get(name) is None:
-            return f"missing required field {name}", None
-    for name, kind in TYPED_FIELDS:
-        value = event.get(name)
-        if value is not None and not _typed(value, kind):
-            return f"wrong type for field {name}", None
-    price, quantity = event.get("price"), event.get("quantity")
-    if not event["event_id"].strip():
+    get = event.get
+    event_id, user_id, kind, platform = get("event_id"), get("user_id"), get("interaction_type"), get("platform")
+    time_text, item, price, quantity = get("event_time"), get("item_id"), get("price"), get("quantity")
+    # the common case in one expression: every field present and of its type (the slow path below names the
+    # first one that is not, in the contract's order)
+    if not (type(event_id) is str and type(user_id) is str and type(kind) is str and type(platform) is str
+            and type(get("session_id")) is str and type(time_text) is str and (item is None or type(item) is str)
+            and (price is None or (type(price) is float and price - price == 0.0))  # finite (inf - inf is nan)
+            and (quantity is None or (type(quantity) is int and LONG_MIN <= quantity <= LONG_MAX))
+            and (get("country") is None or type(get("country")) is str)):
+        reason = _missing_or_mistyped(event)
+        if reason is not None:
+            return reason, None
+    if not event_id.strip():
         return "empty event_id", None
-    if not event["user_id"].strip():
+    if not user_id.strip():
         return "empty user_id", None
-    kind = event["interaction_type"]
     if kind not in _TYPES:
         return f"unknown interaction_type {kind}", None
-    if event["platform"] not in _PLATFORMS:
-        return f"unknown platform {event['platform']}", None
-    if kind in _ITEM_TYPES and event.get("item_id") is None:
+    if platform not in _PLATFORMS:
+        return f"unknown platform {platform}", None
+    if item is None and kind in _ITEM_TYPES:
         return "missing item_id for an item interaction", None
-    when = event_time_micros(event["event_time"])
+    when = event_time_micros(time_text)
     if when is None:
-        return f"unparseable event_time {event['event_time']}", None
+        return f"unparseable event_time {time_text}", None
     if when > received_us + max_future_skew_us:
         return "event_time too far in the future", None
     if price is not None and price < 0:
@@ -88,6 +92,17 @@ def invalid_reason(event: Any, received_us: int, max_future_skew_us: int) -> tup
     if quantity is not None and quantity < 1:
         return "quantity below 1", None
     return None, when
+
+
+def _missing_or_mistyped(event: dict[str, Any]) -> str | None:
+    for name in REQUIRED_FIELDS:
+        if event.get(name) is None:
+            return f"missing required field {name}"
+    for name, kind in TYPED_FIELDS:
+        value = event.get(name)
+        if value is not None and not _typed(value, kind):
+            return f"wrong type for field {name}"
+    return None  # e.g. a price given as an integer: fine
 
 
 def _typed(value: Any, kind: str) -> bool:
@@ -106,8 +121,25 @@ def _typed(value: Any, kind: str) -> bool:
     return False
 
 
+_SECONDS: dict[str, int | None] = {}  # "YYYY-MM-DDTHH:MM:SS" -> epoch seconds (None: not a real time)
+
+
 def event_time_micros(text: str) -> int | None:
-    """Epoch microseconds of a strict ISO-8601 time with a zone (fractions beyond microseconds are cut), or None."""
+    """Epoch microseconds of a strict ISO-8601 time with a zone (fractions beyond microseconds are cut), or None.
+
+    The generator's shape ("...T04:50:01.123Z") is read from a per-second cache; anything else the long way."""
+    if len(text) == 24 and text[23] == "Z" and text[19] == "." and text[20:23].isdigit():
+        second = _SECONDS.get(text[:19], -1)
+        if second == -1:
+            if len(_SECONDS) > 100_000:
+                _SECONDS.clear()
+            whole = _parse_micros(text[:19] + "Z")
+            second = _SECONDS[text[:19]] = None if whole is None else whole // 1_000_000
+        return None if second is None else second * 1_000_000 + int(text[20:23]) * 1000
+    return _parse_micros(text)
+
+
+def _parse_micros(text: str) -> int | None:
     if not EVENT_TIME_PATTERN.match(text):
         return None
     try:

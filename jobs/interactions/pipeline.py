@@ -14,11 +14,11 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from conf import PipelineConfig
 from conf.loader import parse_duration_seconds
-from interactions import dataflow, health
+from interactions import QUERY, dataflow, health
 from interactions import documents as docs
 from interactions.alerting.monitor import AlertMonitor
 from interactions.sinks import indexes, totals
-from interactions.sinks.batch import QUERY, BatchWriter, SinkSettings, client
+from interactions.sinks.batch import BatchWriter, SinkSettings, client
 from interactions.sinks.retry import retrying
 from interactions.source import kafka_records
 

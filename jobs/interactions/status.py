@@ -1,6 +1,6 @@
 """python -m interactions.status [--watch S]: one screen on the pipeline's health, read from Kafka and MongoDB.
 
-Shows whether the broker and the database answer, the last micro-batch of each query (id, time, rows, duration),
+Shows whether the broker and the database answer, the job's last micro-batch (id, time, rows, duration, state),
 the Kafka lag of the job per partition (topic end minus the offsets in the job's checkpoint), and the totals:
 events, users, dead letters, late and duplicate events.
 """
@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 
 from conf import ConfigError, PipelineConfig, load_config
+from interactions import QUERY
 
 UTC = dt.timezone.utc
+
 
 
 def checkpoint_offsets(checkpoint_dir: str, query: str) -> dict[str, dict[str, int]]:
@@ -41,7 +43,7 @@ def kafka_lag(config: PipelineConfig, timeout: float = 5.0) -> dict[int, int] | 
         topic = consumer.list_topics(config.kafka.topic, timeout=timeout).topics.get(config.kafka.topic)
         if topic is None or topic.error is not None:
             return f"topic {config.kafka.topic} not found"
-        done = checkpoint_offsets(config.job.checkpoint_dir, "aggregates").get(config.kafka.topic, {})
+        done = checkpoint_offsets(config.job.checkpoint_dir, QUERY).get(config.kafka.topic, {})
         lag = {}
         for partition in sorted(topic.partitions):
             _, high = consumer.get_watermark_offsets(TopicPartition(config.kafka.topic, partition), timeout=timeout)
@@ -70,15 +72,14 @@ def render(config: PipelineConfig) -> list[str]:
             db = client[config.mongo.database]
             totals = db.totals.find_one({"_id": "all"}) or {}
             lines.append(f"mongo   {config.mongo.uri.split('@')[-1]} up; database {config.mongo.database}")
-            for query in ("aggregates", "records", "recent_users"):
-                last = db.batches.find_one({"query": query, "input_rows": {"$exists": True}},
-                                           sort=[("batch_id", -1)])
-                if last:
-                    age = (now - last["processed_at"]).total_seconds() if last.get("processed_at") else float("nan")
-                    lines.append(f"query   {query:<13} batch {last['batch_id']:>6}  {age:6.0f} s ago  "
-                                 f"{last.get('input_rows', 0):>8} rows  {last.get('duration_ms', 0):>6} ms")
-                else:
-                    lines.append(f"query   {query:<13} no batch yet")
+            last = db.batches.find_one({"query": QUERY, "input_rows": {"$exists": True}}, sort=[("batch_id", -1)])
+            if last:
+                age = (now - last["processed_at"]).total_seconds() if last.get("processed_at") else float("nan")
+                lines.append(f"query   {QUERY} batch {last['batch_id']:>6}  {age:6.0f} s ago  "
+                             f"{last.get('input_rows', 0):>8} rows  {last.get('duration_ms', 0):>6} ms  "
+                             f"state {last.get('state_rows', 0)} rows, {last.get('state_memory_bytes', 0) >> 20} MiB")
+            else:
+                lines.append(f"query   {QUERY} no batch yet")
             hour_ago = now - dt.timedelta(hours=1)
             recent_letters = db.dead_letters.count_documents({"kafka_timestamp": {"$gte": hour_ago}})
             recent_late = db.late_events.count_documents({"kafka_timestamp": {"$gte": hour_ago}})

@@ -1,29 +1,28 @@
 """Recompute every aggregate from the raw records, independently of the streaming job, and compare with MongoDB.
 
 Independent means: plain Python over the records (json, dicts, sorting), sharing no code with the job's parsing or
-aggregation, only the written contract (interactions.schema, docs/collections.md). Tests use it as their oracle;
-`python -m interactions.verify` runs it against a deployment (added with the operator tooling).
+aggregation, only the written contract (the `contract` package and its reference validator, docs/collections.md).
+Tests use it as their oracle; `python -m interactions.verify` runs it against a deployment.
 
 Late events: a valid event is late when it reached the broker more than the allowed lateness (the watermark delay)
-after its event time, the job's rule; duplicates are counted among the events that are not late.
+after its event time, the job's rule; duplicates are counted among the events that are not late. The oracle drops
+every repeated event id; the job drops those that reach the broker within its duplicate window (job.duplicate_window)
+of the first copy, so a stream whose redeliveries come later than that differs by design.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import math
-import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, NamedTuple
 
-from interactions.schema import INTERACTION_TYPES, ITEM_INTERACTIONS, PLATFORMS, REQUIRED_FIELDS
+from contract.events import INTERACTION_TYPES
+from contract.validation import event_time, invalid_reason
 
 UTC = dt.timezone.utc
-_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
-FIELD_TYPES = {"event_id": str, "user_id": str, "item_id": str, "interaction_type": str, "platform": str,
-               "session_id": str, "event_time": str, "price": float, "quantity": int, "country": str}
 
 
 class Record(NamedTuple):
@@ -35,57 +34,8 @@ class Record(NamedTuple):
     topic: str | None = None  # None: not known (records made by hand); set-aside documents then match on the rest
 
 
-def invalid_reason(raw: str | None, received: dt.datetime, max_future_skew: dt.timedelta) -> str | None:
-    """Why the record is not a valid event (None when it is)."""
-    try:
-        event = json.loads(raw) if raw is not None else None
-    except ValueError:
-        return "not JSON"
-    if not isinstance(event, dict):
-        return "not a JSON object"
-    for name in REQUIRED_FIELDS:
-        if event.get(name) is None:
-            return f"missing {name}"
-    for name, kind in FIELD_TYPES.items():
-        value = event.get(name)
-        if value is None:
-            continue
-        if kind is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        elif kind is int:
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, str)
-        if not ok:
-            return f"wrong type {name}"
-    if not event["event_id"].strip() or not event["user_id"].strip():
-        return "empty id"
-    if event["interaction_type"] not in INTERACTION_TYPES:
-        return "unknown interaction_type"
-    if event["platform"] not in PLATFORMS:
-        return "unknown platform"
-    if event["interaction_type"] in ITEM_INTERACTIONS and event.get("item_id") is None:
-        return "missing item_id"
-    when = event_time(event["event_time"])
-    if when is None:
-        return "bad event_time"
-    if when > received + max_future_skew:
-        return "future event_time"
-    if event.get("price") is not None and event["price"] < 0:
-        return "negative price"
-    if event.get("quantity") is not None and event["quantity"] < 1:
-        return "bad quantity"
-    return None
-
-
-def event_time(text: str) -> dt.datetime | None:
-    if not _TIME.match(text):
-        return None
-    try:
-        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return when.astimezone(UTC)
+WINDOW_LENGTHS = {"minute_counts": dt.timedelta(minutes=1), "hourly_counts": dt.timedelta(hours=1),
+                  "daily_counts": dt.timedelta(days=1)}
 
 
 @dataclass
@@ -132,7 +82,7 @@ def recompute(records: Iterable[Record], watermark_delay: dt.timedelta, max_futu
     items: dict[str, dict[str, Any]] = {}
     user_items: dict[str, set[str]] = defaultdict(set)
     item_users: dict[str, set[str]] = defaultdict(set)
-    windows: dict[str, dict[Any, dict[str, Any]]] = {"minute_counts": {}, "hourly_counts": {}}
+    windows: dict[str, dict[Any, dict[str, Any]]] = {"minute_counts": {}, "hourly_counts": {}, "daily_counts": {}}
     for event in events:
         kind, when = event["interaction_type"], event["_time"]
         revenue = (event.get("price") or 0.0) * (event.get("quantity") or 1) if kind == "purchase" else 0.0
@@ -148,12 +98,11 @@ def recompute(records: Iterable[Record], watermark_delay: dt.timedelta, max_futu
             item = items.setdefault(event["item_id"], _counts("item_id", event["item_id"]))
             _add(item, kind, revenue)
             item_users[event["item_id"]].add(event["user_id"])
-        for name, unit in (("minute_counts", "minute"), ("hourly_counts", "hour")):
-            start = _truncate(when, unit)
+        for name, length in WINDOW_LENGTHS.items():
+            start = _floor(when, length)
             key = f"{start.strftime('%Y-%m-%dT%H:%M:%SZ')}|{kind}|{event['platform']}"
             doc = windows[name].setdefault(key, {
-                "_id": key, "window_start": start,
-                "window_end": start + (dt.timedelta(minutes=1) if unit == "minute" else dt.timedelta(hours=1)),
+                "_id": key, "window_start": start, "window_end": start + length,
                 "interaction_type": kind, "platform": event["platform"], "events": 0, "revenue": 0.0})
             doc["events"] += 1
             doc["revenue"] += revenue
@@ -219,11 +168,6 @@ def _add(doc: dict[str, Any], kind: str, revenue: float) -> None:
     doc["revenue"] += revenue
 
 
-def _truncate(when: dt.datetime, unit: str) -> dt.datetime:
-    return when.replace(second=0, microsecond=0) if unit == "minute" else when.replace(minute=0, second=0,
-                                                                                       microsecond=0)
-
-
 def _floor(when: dt.datetime, step: dt.timedelta) -> dt.datetime:
     epoch = dt.datetime(1970, 1, 1, tzinfo=UTC)
     return epoch + ((when - epoch) // step) * step
@@ -256,7 +200,7 @@ HLL_TOLERANCE_STANDARD_ERRORS = 5
 APPROXIMATE = {"distinct_items", "distinct_users"}
 
 SET_ASIDE = ("dead_letters", "late_events")      # one document per Kafka record, `_id` = topic:partition:offset
-WINDOWS = ("minute_counts", "hourly_counts")      # one document per event-time window
+WINDOWS = tuple(WINDOW_LENGTHS)                  # one document per event-time window
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,15 @@ from the topic (interactions.verify), never with numbers copied from the job.
 """
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
 
 from conf import load_config
 from interactions.pipeline import RunMode, start_queries
+from interactions import QUERY
 from interactions.verify import compare, read_topic, recompute_for
+from processes import run
 
 pytestmark = pytest.mark.integration
 
@@ -27,9 +28,9 @@ def job_config(kafka_broker, topic, mongo_server, database, checkpoint):
 
 def generate(kafka_broker, topic, *flags: str) -> None:
     """Run the generator as a user would; it exits when every message is acknowledged."""
-    subprocess.run([sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers,
-                    "--topic", topic, "--rate", "max", "--progress-interval", "60", *flags],
-                   check=True, timeout=300, capture_output=True)
+    run([sys.executable, "-m", "generator", "--bootstrap-servers", kafka_broker.bootstrap_servers,
+         "--topic", topic, "--rate", "max", "--progress-interval", "60", *flags],
+        check=True, timeout=300, capture_output=True)
 
 
 def run_job_until_caught_up(spark_session, config) -> None:
@@ -90,10 +91,12 @@ def test_a_dry_run_computes_every_document_and_stores_none(
         pipeline.stop()
 
     expected = recompute_for(load_config(env={}), read_topic(kafka_broker.bootstrap_servers, kafka_topic))
-    batches = list(mongo_db.batches.find({"query": "aggregates", "changed_documents": {"$exists": True}}))
-    would_write = sum(len(expected.collections[name])
-                      for name in ("user_stats", "item_stats", "minute_counts", "hourly_counts"))
-    assert len(batches) == 1 and batches[0]["dry_run"] and batches[0]["changed_documents"] == would_write
+    batches = list(mongo_db.batches.find({"query": QUERY, "changed_documents": {"$exists": True}}))
+    assert len(batches) == 1 and batches[0]["dry_run"]
+    built = batches[0]["documents"]
+    for name in ("user_stats", "item_stats", "minute_counts", "hourly_counts"):
+        assert built[name] == len(expected.collections[name]), name
+    assert built["dead_letters"] == sum(expected.dead_letters.values()) > 0
     for name in ("user_stats", "item_stats", "minute_counts", "hourly_counts", "top_users", "dead_letters"):
         assert mongo_db[name].count_documents({}) == 0, name
     assert mongo_db.totals.find_one({"_id": "all"})["events"] == 0
@@ -112,7 +115,7 @@ def test_totals_kept_from_batch_to_batch_equal_a_recount(
                 "max_offsets_per_trigger": 400}})
     run_job_until_caught_up(spark_session, config)
 
-    assert mongo_db.batches.count_documents({"query": "aggregates", "changed_documents": {"$gt": 0}}) >= 5
+    assert mongo_db.batches.count_documents({"query": QUERY, "changed_documents": {"$gt": 0}}) >= 5
     assert_matches_recomputation(kafka_broker, kafka_topic, mongo_db)
     totals = mongo_db.totals.find_one({"_id": "all"})
     least = mongo_db.item_stats.find_one({}, sort=[("interactions", 1)])

@@ -17,6 +17,7 @@ import pytest
 from confluent_kafka import Producer, TopicPartition
 
 from conf import load_config
+from waiting import wait_until
 from interactions.verify import (HLL_COUPON_MODE_MAX, Coverage, PartitionRange, Record, TopicRead, compare,
                                  coverage_after_retention, main, read_partitions, read_topic, recompute,
                                  recompute_for)
@@ -133,12 +134,24 @@ def test_a_partition_that_ends_in_an_aborted_transaction_is_read_without_waiting
     producer.produce(kafka_topic, b"aborted", partition=0)
     producer.flush(60)
     producer.abort_transaction(60)
+    wait_until(lambda: _high_watermark(kafka_broker.bootstrap_servers, kafka_topic, 0) >= 5, timeout=60,
+               message="the aborted record and its marker in the partition")
 
     began = time.monotonic()
     read = read_partitions(kafka_broker.bootstrap_servers, kafka_topic, timeout=30)
 
     assert time.monotonic() - began < 30
     assert read.partitions[0].records == 3 and read.partitions[0].end > 3  # the aborted record and its marker
+
+
+def _high_watermark(bootstrap_servers: str, topic: str, partition: int) -> int:
+    from confluent_kafka import Consumer
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": "watermark",
+                         "isolation.level": "read_uncommitted"})
+    try:
+        return consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1]
+    finally:
+        consumer.close()
 
 
 # --- comparing set-aside records ------------------------------------------------------------------------------------
@@ -205,7 +218,7 @@ def test_after_retention_verify_compares_what_the_remaining_records_account_for(
     assert mongo_db.dead_letters.delete_one({"_id": kept}).deleted_count == 1
     assert main(flags) == 1
     out = capsys.readouterr().out
-    assert f"'{kept}': set aside by the oracle (not JSON), not in MongoDB" in out
+    assert f"'{kept}': set aside by the oracle (not a JSON object), not in MongoDB" in out
     assert "verify: FAILED, 1 mismatching documents" in out
 
 

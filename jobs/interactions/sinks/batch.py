@@ -22,15 +22,14 @@ from pymongo import MongoClient
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
+from interactions import QUERY
 from interactions import documents as docs
-from interactions.facets import ITEM, USER
 from interactions.sinks import top_lists, totals
 from interactions.sinks.connector import replace_documents
 from interactions.sinks.recent_users import RecentUsers
 from interactions.sinks.summary import Summary, busiest_users, collect_summary
 
 log = logging.getLogger(__name__)
-QUERY = "interactions"
 
 
 class AlertHooks(Protocol):
@@ -79,6 +78,7 @@ class BatchWriter:
             return
         s = self.settings
         written, write_s = self._write_documents(batch, batch_id, summary)
+        changed = sum(written.values())
         derived_started = time.monotonic()
         with client(s.uri) as mongo:
             db = mongo[s.database]
@@ -95,7 +95,7 @@ class BatchWriter:
                 "dead_letters": summary.documents.get("dead_letter", 0),
                 "late_events": summary.documents.get("late", 0),
                 "archived_events": summary.documents.get("archive", 0),
-                "changed_documents": written, "dry_run": s.dry_run,
+                "changed_documents": changed, "documents": written, "dry_run": s.dry_run,
                 "write_ms": int((time.monotonic() - started) * 1000), "summary_ms": int(summary_s * 1000),
                 "mongo_write_ms": int(write_s * 1000), "derived_ms": int(derived_s * 1000)}}, upsert=True)
         batch.unpersist()
@@ -104,16 +104,17 @@ class BatchWriter:
             if summary.user_rates:
                 self.alerts.on_busiest_users(busiest_users(summary.user_rates), batch_id)
         log.info("%s batch %d: %d documents written in %.2f s (summary %.2f s, connector %.2f s, totals and lists "
-                 "%.2f s)", QUERY, batch_id, written, time.monotonic() - started, summary_s, write_s, derived_s)
+                 "%.2f s)", QUERY, batch_id, changed, time.monotonic() - started, summary_s, write_s, derived_s)
 
-    def _write_documents(self, batch: DataFrame, batch_id: int, summary: Summary) -> tuple[int, float]:
-        """Every collection of whole documents this batch changed, through the connector; (documents, seconds)."""
-        began, written = time.monotonic(), 0
+    def _write_documents(self, batch: DataFrame, batch_id: int, summary: Summary) -> tuple[dict[str, int], float]:
+        """Every collection of whole documents this batch changed, through the connector: (documents per
+        collection, seconds)."""
+        began, written = time.monotonic(), {}
         for collection, build in self.writers.items():
             rows = summary.documents.get(docs.FACET_OF[collection], 0)
             if not rows:
                 continue
-            written += rows
+            written[collection] = rows
             if not self.settings.dry_run:
                 self.write(build(batch, batch_id), self.settings.uri, self.settings.database, collection,
                            self.settings.write_batch_size)
@@ -136,5 +137,3 @@ class BatchWriter:
 def _best(counted: list[tuple[str, int]], n: int) -> list[tuple[str, int]]:
     return docs.ranked(counted, n)
 
-
-__all__ = ["BatchWriter", "SinkSettings", "QUERY", "USER", "ITEM"]

@@ -1,0 +1,142 @@
+"""Where a micro-batch's time goes, stage by stage, and the job's stages against the Spark SQL ones they replaced.
+
+    .venv/bin/python bench/dataflow.py [--events 1000000] [--batch 250000] [--repeats 2] [--variants ...]
+                                       [--out .stack/bench/dataflow.json]
+
+Starts its own Apache Kafka (free ports, a temporary folder), produces a seeded stream with the generator (1 %
+malformed, 1 % late, 2 % duplicates), then runs each variant as a streaming query over the whole topic
+(available-now trigger, --batch records per micro-batch, Spark's own Kafka source, local[2], a fresh checkpoint)
+into a sink that materializes every row and stores nothing. Variants alternate, --repeats rounds, and the median is
+reported: these machines are noisy, so designs are compared within one run, never across runs.
+
+    read            the Kafka source alone
+    classify        + the job's classification (interactions.parsing: orjson, Python over Arrow)
+    classify_sql    + the previous design's Spark SQL classification (bench/spark_sql_baseline.py)
+    dedup           + the job's watermark on broker time and one dropDuplicatesWithinWatermark
+    job             the job's whole dataflow: + partial facets (Python over Arrow) + one stateful aggregation
+    facets_sql      classify_sql + dedup + the previous design's five-way explode into one Spark aggregation
+
+The first round also warms the JVM; every figure is seconds for all events and events/s.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from services import local_services
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ("read", "classify", "classify_sql", "dedup", "job", "facets_sql")
+
+
+def produce(bootstrap: str, topic: str, events: int) -> None:
+    subprocess.run([sys.executable, "-m", "generator", "--bootstrap-servers", bootstrap, "--topic", topic,
+                    "--partitions", "4", "--count", str(events), "--rate", "max", "--seed", "3", "--processes", "2",
+                    "--malformed-ratio", "0.01", "--late-ratio", "0.01", "--duplicate-ratio", "0.02",
+                    "--progress-interval", "3600"], check=True, cwd=ROOT, capture_output=True)
+
+
+def build(spark, variant: str, bootstrap: str, topic: str, batch: int):
+    from pyspark.sql import functions as F
+
+    import spark_sql_baseline as sql
+    from interactions import dataflow
+    from interactions.source import kafka_records
+
+    settings = dataflow.Settings(topic=topic, allowed_lateness_s=120, max_future_skew_s=600, duplicate_window_s=120,
+                                 slot_s=300, user_rate_s=None, archive=False)
+    kafka = kafka_records(spark, bootstrap, topic, "earliest", batch)
+    if variant == "read":
+        return kafka.select("value", "partition", "offset", "timestamp")
+    if variant == "classify":
+        return dataflow.classified(kafka, settings)
+    if variant == "classify_sql":
+        return sql.parse_records(kafka, 600, 120)
+    if variant == "dedup":
+        return dataflow.deduplicated(dataflow.classified(kafka, settings), settings.duplicate_window_s)
+    if variant == "job":
+        return dataflow.interactions(kafka, settings)
+    if variant == "facets_sql":
+        events = sql.deduplicated(sql.valid_events(sql.parse_records(kafka, 600, 120)), "720 seconds")
+        return sql.facet_totals(sql.facet_rows(events)).withColumn("n", F.lit(1))
+    raise ValueError(variant)
+
+
+def run_variant(spark, variant: str, bootstrap: str, topic: str, batch: int) -> dict:
+    frame = build(spark, variant, bootstrap, topic, batch)
+    checkpoint = tempfile.mkdtemp(prefix=f"bench-dataflow-{variant}-")
+    stateful = variant in ("dedup", "job", "facets_sql")
+    writer = (frame.writeStream.option("checkpointLocation", checkpoint).trigger(availableNow=True)
+              .outputMode("update" if stateful else "append")
+              .foreachBatch(lambda batch_frame, _: batch_frame.write.format("noop").mode("overwrite").save()))
+    started = time.monotonic()
+    query = writer.start()
+    query.awaitTermination()
+    seconds = time.monotonic() - started
+    progress = [p for p in query.recentProgress if p["numInputRows"]]
+    rows = sum(p["numInputRows"] for p in progress)
+    state = [op for op in (query.lastProgress or {}).get("stateOperators", [])]
+    return {"seconds": seconds, "rows": rows, "batch_ms": [p["durationMs"].get("triggerExecution") for p in progress],
+            "state_rows": sum(op.get("numRowsTotal", 0) for op in state),
+            "state_memory_bytes": sum(op.get("memoryUsedBytes", 0) for op in state)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=250_000, help="records per micro-batch (maxOffsetsPerTrigger)")
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--out", default=str(ROOT / ".stack" / "bench" / "dataflow.json"))
+    args = parser.parse_args()
+    variants = args.variants.split(",")
+
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers run this environment (orjson, polars)
+    with local_services("bench-dataflow-", mongo=False) as (work, broker, _):
+        produce(broker.bootstrap_servers, "bench", args.events)
+        spark = (SparkSession.builder.master("local[2]").appName("bench-dataflow")
+                 .config("spark.sql.shuffle.partitions", "2").config("spark.ui.enabled", "false")
+                 .config("spark.sql.session.timeZone", "UTC").config("spark.driver.memory", "4g")
+                 .getOrCreate())
+        spark.sparkContext.setLogLevel("ERROR")
+        runs: dict[str, list[dict]] = {v: [] for v in variants}
+        for round_ in range(args.repeats):
+            for variant in variants:
+                result = run_variant(spark, variant, broker.bootstrap_servers, "bench", args.batch)
+                runs[variant].append(result)
+                print(f"round {round_ + 1}  {variant:<13} {result['seconds']:6.1f} s  "
+                      f"{result['rows'] / result['seconds']:>9,.0f} records/s  batches {result['batch_ms']} ms",
+                      flush=True)
+        spark.stop()
+    summary = {}
+    for variant in variants:
+        seconds = statistics.median(r["seconds"] for r in runs[variant])
+        rows = runs[variant][-1]["rows"]
+        summary[variant] = {"median_seconds": seconds, "records_per_s": rows / seconds,
+                            "state_rows": runs[variant][-1]["state_rows"],
+                            "state_memory_mb": runs[variant][-1]["state_memory_bytes"] / 2 ** 20}
+    print(f"\n{'variant':<14}{'median s':>10}{'records/s':>12}{'state rows':>12}{'state MiB':>11}")
+    for variant, figures in summary.items():
+        print(f"{variant:<14}{figures['median_seconds']:>10.1f}{figures['records_per_s']:>12,.0f}"
+              f"{figures['state_rows']:>12,}{figures['state_memory_mb']:>11.0f}")
+    results = {"date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.machine()}",
+               "events": args.events, "batch": args.batch, "repeats": args.repeats, "summary": summary, "runs": runs}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
