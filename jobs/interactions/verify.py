@@ -254,20 +254,13 @@ class Report:
         return out
 
 
-HEALTH_COUNTS = ("duplicates",)
-
-
 def compare(expected: Expected, db, scopes: Iterable[str] = ("all", "last_hour"),
-            health_counts_exact: bool = True, coverage: Coverage | None = None) -> Report:
+            coverage: Coverage | None = None) -> Report:
     """Compare every expected document with MongoDB, and report documents MongoDB has that it should not.
 
     Dead letters and late events are compared record by record: the coordinates (`_id` = topic:partition:offset)
     the oracle sets aside, and a dead letter's reason. With `coverage` (retention has deleted the start of the topic)
     only what the remaining records account for is compared (see Coverage).
-
-    The duplicate count comes from Spark's progress reports, written just after a batch commits; after a crash in
-    that instant it can miss one batch (never count twice). With health_counts_exact=False it only has to be at
-    most the expected value.
     """
     report = Report()
     for name, wanted in expected.collections.items():
@@ -291,11 +284,7 @@ def compare(expected: Expected, db, scopes: Iterable[str] = ("all", "last_hour")
                 report.mismatches.append(Mismatch(name, doc_id, "missing in MongoDB"))
                 continue
             for key, value in want.items():
-                if not health_counts_exact and name == "totals" and key in HEALTH_COUNTS:
-                    found = got.get(key, 0)
-                    problem = None if 0 <= found <= value else repr(found)
-                else:
-                    problem = _differs(key, value, got.get(key, _ABSENT))
+                problem = _differs(key, value, got.get(key, _ABSENT))
                 if problem:
                     report.mismatches.append(Mismatch(name, doc_id, f"{key}: expected {value!r}, found {problem}"))
                     break
