@@ -1,16 +1,21 @@
-"""End-to-end throughput of the job against the design most tutorials use, on the same events.
+"""End-to-end throughput over a backlog: the job, the job without its database, a batching Python consumer, and one
+update per message, side by side on the same events and the same MongoDB-protocol server.
 
-    .venv/bin/python bench/end_to_end.py [--events 300000] [--users 10000] [--items 2000] [--batch 100000]
-                                         [--baseline-seconds 30] [--out .stack/bench/end_to_end.json]
+    .venv/bin/python bench/end_to_end.py [--events 1000000] [--batch 250000] [--users 10000] [--items 2000]
+                                         [--baseline-seconds 30] [--skip job,dry_run,peer,baseline]
+                                         [--out .stack/bench/end_to_end.json]
 
 Starts its own Apache Kafka and MongoDB-protocol server (free ports, temporary folders), produces a seeded stream
-with the generator, then measures
-  * the job: `spark-submit jobs/aggregate.py --available-now` over the backlog, all aggregates on, into MongoDB;
-    events/s from the first batch's start to the last batch's end (JVM start-up excluded), and MongoDB
-    upserts/s of the aggregates sink;
-  * the baseline: one Python consumer that updates MongoDB once per message (`update_one` with `$inc` on the
-    user's document, the seeds' design), for --baseline-seconds;
-and checks the job's result with the independent recomputation (a fast wrong run does not count).
+with the generator (0.5 % malformed, 0.5 % duplicates), then runs one after the other:
+  * job: `spark-submit jobs/aggregate.py --available-now` over the backlog into MongoDB, as a user runs it. Reported
+    from the process's start to its exit ("with start-up"), from the start of the first batch to the end of the last
+    ("batches"), and over the batches after the first ("marginal", the rate a longer backlog tends to). Checked
+    against the independent recomputation (interactions.verify): a fast wrong run does not count.
+  * dry_run: the same with --dry-run: every document built, none stored (Spark's own rate on this machine).
+  * peer: bench/peer_consumer.py, the best batching consumer one person could write (user, item and minute
+    collections only), to the end of the topic.
+  * baseline: one Python consumer that updates MongoDB once per message (`update_one` with `$inc` on the user's
+    document, the seeds' design), for --baseline-seconds.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -26,6 +32,7 @@ from pathlib import Path
 from services import local_services
 
 ROOT = Path(__file__).resolve().parents[1]
+RUNS = ("job", "dry_run", "peer", "baseline")
 
 
 def produce(bootstrap: str, topic: str, events: int, users: int, items: int) -> float:
@@ -38,35 +45,42 @@ def produce(bootstrap: str, topic: str, events: int, users: int, items: int) -> 
     return events / (time.monotonic() - started)
 
 
-def run_job(bootstrap: str, topic: str, mongo_uri: str, database: str, checkpoint: str, batch: int,
-            partitions: int, archive: bool) -> dict:
+def run_job(bootstrap: str, topic: str, mongo_uri: str, database: str, checkpoint: Path, batch: int,
+            *flags: str) -> tuple[dt.datetime, float]:
+    """(when the process started, seconds it ran)."""
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
-           "PIPELINE_JOB_ARCHIVE_RAW_EVENTS": "true" if archive else "false"}
-    started = time.monotonic()
+           "PIPELINE_ALERTS_RULES_FILE": "", "PIPELINE_HEALTH_PROMETHEUS_PORT": "0", "PIPELINE_MONGO_URI": mongo_uri}
+    began, started = dt.datetime.now(dt.timezone.utc), time.monotonic()
     result = subprocess.run(["spark-submit", "jobs/aggregate.py", "--bootstrap-servers", bootstrap, "--topic", topic,
-                             "--mongo-uri", mongo_uri, "--database", database, "--checkpoint-dir", checkpoint,
-                             "--max-offsets-per-trigger", str(batch), "--shuffle-partitions", str(partitions),
-                             "--available-now"], cwd=ROOT, env=env, capture_output=True, text=True)
+                             "--database", database, "--checkpoint-dir", str(checkpoint),
+                             "--max-offsets-per-trigger", str(batch), "--available-now", *flags],
+                            cwd=ROOT, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"the job failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return {"wall_s": time.monotonic() - started}
+    return began, time.monotonic() - started
 
 
-def batch_figures(db) -> dict:
-    batches = list(db.batches.find({"query": "aggregates", "input_rows": {"$gt": 0}}).sort("batch_id", 1))
+def batch_figures(db, began: dt.datetime, wall_s: float) -> dict:
+    """Rates from the job's own per-batch records (`batches`): trigger times and durations."""
+    batches = list(db.batches.find({"input_rows": {"$gt": 0}}).sort("batch_id", 1))
     first, last = batches[0], batches[-1]
     span = (last["processed_at"] - first["processed_at"]).total_seconds() + last["duration_ms"] / 1000
     rows = sum(b["input_rows"] for b in batches)
-    steady = batches[1:] or batches
-    steady_rows = sum(b["input_rows"] for b in steady)
-    steady_s = sum(b["duration_ms"] for b in steady) / 1000
+    later = batches[1:]
+    later_span = ((last["processed_at"] - later[0]["processed_at"]).total_seconds() + last["duration_ms"] / 1000
+                  if later else None)
     written = sum(b.get("changed_documents", 0) for b in batches)
-    mongo_s = sum(b.get("mongo_write_ms", 0) for b in batches) / 1000
-    return {"batches": len(batches), "rows": rows, "span_s": span, "events_per_s": rows / span,
-            "steady_events_per_s": steady_rows / steady_s if steady_s else None,
-            "batch_ms": [b["duration_ms"] for b in batches], "documents_written": written,
-            "mongo_write_ms": [b.get("mongo_write_ms", 0) for b in batches],
-            "upserts_per_s": written / mongo_s if mongo_s else None}
+    connector_s = sum(b.get("mongo_write_ms", 0) for b in batches) / 1000
+    return {"records": rows, "batches": len(batches), "wall_s": wall_s, "batches_s": span,
+            "records_per_s_with_startup": rows / wall_s, "records_per_s": rows / span,
+            "marginal_records_per_s": sum(b["input_rows"] for b in later) / later_span if later else None,
+            # from starting spark-submit: to the first batch's trigger, and to its documents written
+            "startup_s": (first["processed_at"] - began).total_seconds(),
+            "first_batch_written_s": (first["processed_at"] - began).total_seconds() + first["duration_ms"] / 1000,
+            "batch_ms": [b["duration_ms"] for b in batches],
+            "connector_ms": [b.get("mongo_write_ms", 0) for b in batches],
+            "derived_ms": [b.get("derived_ms", 0) for b in batches],
+            "documents_written": written, "documents_per_s_while_writing": written / connector_s if connector_s else None}
 
 
 def baseline(bootstrap: str, topic: str, mongo_uri: str, database: str, seconds: float) -> dict:
@@ -78,8 +92,7 @@ def baseline(bootstrap: str, topic: str, mongo_uri: str, database: str, seconds:
                          "enable.auto.commit": True})
     consumer.subscribe([topic])
     collection = MongoClient(mongo_uri)[database]["user_counts"]
-    done, started = 0, None
-    deadline = None
+    done, started, deadline = 0, None, None
     while True:
         message = consumer.poll(1.0)
         if message is None or message.error():
@@ -93,7 +106,7 @@ def baseline(bootstrap: str, topic: str, mongo_uri: str, database: str, seconds:
             event = json.loads(message.value())
             user, kind = event["user_id"], event["interaction_type"]
         except (ValueError, KeyError, TypeError):
-            event, user, kind = None, None, None
+            user, kind = None, None
         if isinstance(user, str) and isinstance(kind, str) and kind and not kind.startswith("$"):
             collection.update_one({"_id": user}, {"$inc": {kind: 1, "total": 1}}, upsert=True)
         done += 1
@@ -101,60 +114,75 @@ def baseline(bootstrap: str, topic: str, mongo_uri: str, database: str, seconds:
             break
     consumer.close()
     elapsed = time.monotonic() - started
-    return {"messages": done, "seconds": elapsed, "events_per_s": done / elapsed}
+    return {"records": done, "seconds": elapsed, "records_per_s": done / elapsed}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--items", type=int, default=2_000)
-    parser.add_argument("--batch", type=int, default=100_000, help="max offsets per trigger")
-    parser.add_argument("--shuffle-partitions", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=250_000, help="records per micro-batch (the job and the peer)")
     parser.add_argument("--baseline-seconds", type=float, default=30)
-    parser.add_argument("--archive", action="store_true", help="raw-event archive on (events_raw inserts)")
-    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--skip", default="", help=f"comma-separated runs to leave out of {','.join(RUNS)}")
     parser.add_argument("--out", default=str(ROOT / ".stack" / "bench" / "end_to_end.json"))
     args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
 
     from pymongo import MongoClient
 
+    import peer_consumer
     from conf import load_config
     from interactions.verify import compare, read_topic, recompute_for
+
+    results: dict = {"date": dt.date.today().isoformat(),
+                     "machine": f"{os.cpu_count()} cores, {platform.machine()}, everything on one machine",
+                     "events": args.events, "users": args.users, "items": args.items, "batch": args.batch}
     with local_services("bench-e2e-") as (work, broker, mongo):
-        topic = "bench"
-        produce_rate = produce(broker.bootstrap_servers, topic, args.events, args.users, args.items)
-        run_job(broker.bootstrap_servers, topic, mongo.uri, "job", str(work / "checkpoint"), args.batch,
-                args.shuffle_partitions, args.archive)
+        topic, bootstrap = "bench", broker.bootstrap_servers
+        results["generator_records_per_s"] = produce(bootstrap, topic, args.events, args.users, args.items)
         client = MongoClient(mongo.uri, tz_aware=True)
-        ours = batch_figures(client["job"])
-        expected = recompute_for(load_config(env={}), read_topic(broker.bootstrap_servers, topic))
-        report = compare(expected, client["job"])
-        naive = None if args.no_baseline else \
-            baseline(broker.bootstrap_servers, topic, mongo.uri, "baseline", args.baseline_seconds)
-        results = {
-            "date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores",
-            "events": args.events, "users": args.users, "items": args.items, "batch": args.batch,
-            "archive": args.archive, "generator_events_per_s": produce_rate, "job": ours, "job_correct": report.ok,
-            "baseline": naive, "speedup": ours["events_per_s"] / naive["events_per_s"] if naive else None}
-        print(f"{'what':<44}{'figure':>14}")
-        print(f"{'generator -> Kafka (2 processes), events/s':<44}{produce_rate:>14,.0f}")
-        print(f"{'raw-event archive':<44}{'on' if args.archive else 'off':>14}")
-        print(f"{'job end to end, events/s (all batches)':<44}{ours['events_per_s']:>14,.0f}")
-        if ours["steady_events_per_s"]:
-            print(f"{'job, batches after the first, events/s':<44}{ours['steady_events_per_s']:>14,.0f}")
-        print(f"{'MongoDB upserts/s while writing':<44}{(ours['upserts_per_s'] or 0):>14,.0f}")
-        if naive:
-            print(f"{'baseline: one update per message, events/s':<44}{naive['events_per_s']:>14,.0f}")
-            print(f"{'job / baseline':<44}{results['speedup']:>14.1f}x")
-        print(f"{'batches, durations (ms)':<44}{ours['batches']:>14}  {ours['batch_ms']}")
-        print(f"{'  of which a MongoDB write was outstanding':<44}{'':>14}  {ours['mongo_write_ms']}")
-        print(f"job result equals the recomputation: {report.ok}")
-        if not report.ok:
-            print("\n".join(report.lines()))
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=2, default=str))
-        return 0 if report.ok else 1
+        if "job" not in skip:
+            began, wall = run_job(bootstrap, topic, mongo.uri, "job", work / "job-checkpoint", args.batch)
+            results["job"] = batch_figures(client["job"], began, wall)
+            expected = recompute_for(load_config(env={}), read_topic(bootstrap, topic))
+            report = compare(expected, client["job"])
+            results["job"]["correct"] = report.ok
+            if not report.ok:
+                print("\n".join(report.lines()))
+        if "dry_run" not in skip:
+            began, wall = run_job(bootstrap, topic, mongo.uri, "dry", work / "dry-checkpoint", args.batch,
+                                  "--dry-run")
+            results["dry_run"] = batch_figures(client["dry"], began, wall)
+        if "peer" not in skip:
+            peer = peer_consumer.run(bootstrap, topic, mongo.uri, "peer", batch_size=args.batch)
+            results["peer"] = {"records": peer.records, "seconds": peer.seconds, "records_per_s": peer.records_per_s,
+                               "write_seconds": peer.write_seconds, "documents": peer.documents}
+        if "baseline" not in skip:
+            results["baseline"] = baseline(bootstrap, topic, mongo.uri, "baseline", args.baseline_seconds)
+    print(f"{args.events:,} events, batches of {args.batch:,}, {results['machine']}, {results['date']}")
+    print(f"{'run':<34}{'records/s':>12}{'with start-up':>15}{'marginal':>11}{'start-up s':>12}"
+          f"{'1st batch written s':>21}")
+    for name in ("job", "dry_run"):
+        if name in results:
+            r = results[name]
+            print(f"{name + (' (correct)' if r.get('correct') else ''):<34}{r['records_per_s']:>12,.0f}"
+                  f"{r['records_per_s_with_startup']:>15,.0f}{(r['marginal_records_per_s'] or 0):>11,.0f}"
+                  f"{r['startup_s']:>12.1f}{r['first_batch_written_s']:>21.1f}")
+    for name in ("peer", "baseline"):
+        if name in results:
+            print(f"{name:<34}{results[name]['records_per_s']:>12,.0f}")
+    if "job" in results and "baseline" in results:
+        results["job_over_baseline"] = results["job"]["records_per_s"] / results["baseline"]["records_per_s"]
+        print(f"job / one update per message: {results['job_over_baseline']:.1f}x")
+    if "job" in results:
+        print(f"job batches (ms) {results['job']['batch_ms']}, connector writes {results['job']['connector_ms']}, "
+              f"totals and lists {results['job']['derived_ms']}; {results['job']['documents_written']:,} documents "
+              f"at {results['job']['documents_per_s_while_writing'] or 0:,.0f}/s while writing")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2, default=str))
+    print(f"wrote {args.out}")
+    return 0 if results.get("job", {}).get("correct", True) else 1
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from conf import PipelineConfig
@@ -19,6 +19,7 @@ from interactions import documents as docs
 from interactions.alerting.monitor import AlertMonitor
 from interactions.sinks import indexes, totals
 from interactions.sinks.batch import BatchWriter, SinkSettings, client
+from interactions.sinks.connector import replace_documents
 from interactions.sinks.retry import retrying
 from interactions.source import kafka_records
 
@@ -95,7 +96,9 @@ def retention_seconds(config: PipelineConfig) -> dict[str, float | None]:
             docs.EVENTS_RAW: seconds(config.job.archive_retention)}
 
 
-def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = RunMode()) -> RunningPipeline:
+def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = RunMode(),
+                  write: Callable[[DataFrame, str, str, str, int], None] = replace_documents) -> RunningPipeline:
+    """Start the query. `write` stores one collection's documents (the connector; a test injects failures)."""
     job, kafka, store = config.job, config.kafka, config.mongo
     with client(store.uri) as mongo:
         db = mongo[store.database]
@@ -115,7 +118,7 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
     records = kafka_records(spark, kafka.bootstrap_servers, kafka.topic, kafka.starting_offsets,
                             job.max_offsets_per_trigger, kafka.starting_timestamp_ms())
     out = dataflow.interactions(records, dataflow_settings(config, monitor.user_rate_window if monitor else None))
-    sink = retrying(BatchWriter(sink_settings(config, mode.dry_run), monitor),
+    sink = retrying(BatchWriter(sink_settings(config, mode.dry_run), monitor, write),
                     parse_duration_seconds(store.unavailable_patience))
     writer = (out.writeStream.queryName(QUERY).outputMode("update")
               .option("checkpointLocation", os.path.join(job.checkpoint_dir, QUERY)).foreachBatch(sink))

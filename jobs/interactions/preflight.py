@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from pathlib import Path
 
@@ -14,12 +15,33 @@ from conf import ConfigError, PipelineConfig
 from interactions import documents as docs
 
 TIMEOUT_SECONDS = 10
+log = logging.getLogger(__name__)
 
 
 def check_services(config: PipelineConfig, timeout: float = TIMEOUT_SECONDS, reset: bool = False) -> None:
     check_kafka(config.kafka.bootstrap_servers, config.kafka.topic, timeout)
     check_mongo(config.mongo.uri, config.mongo.database, timeout)
     check_checkpoint(config, reset)
+    warn_on_producer_clock(config.kafka.bootstrap_servers, config.kafka.topic, timeout)
+
+
+def warn_on_producer_clock(bootstrap_servers: str, topic: str, timeout: float) -> str | None:
+    """One warning line when the topic's timestamps are the producers' (CreateTime): lateness and the future-skew
+    rule then trust every producer's clock. Returns the warning (None when the topic is on the broker's clock)."""
+    from generator.topics import CREATE_TIME, TIMESTAMP_TYPE_KEY, TopicConfigUnavailable, topic_timestamp_type
+
+    try:
+        clock = topic_timestamp_type(bootstrap_servers, topic, timeout)
+    except TopicConfigUnavailable as exc:
+        warning = f"cannot tell whose clock topic {topic!r} timestamps with ({exc}); lateness assumes the broker's"
+    else:
+        if clock != CREATE_TIME:
+            return None
+        warning = (f"topic {topic!r} has {TIMESTAMP_TYPE_KEY}=CreateTime: lateness is measured on each producer's "
+                   f"clock, so a producer whose clock drifts makes its events look on time or late; set "
+                   f"{TIMESTAMP_TYPE_KEY}=LogAppendTime on the topic (kafka-configs --alter) for the broker's clock")
+    log.warning(warning)
+    return warning
 
 
 IDENTITY_FILE = "pipeline.json"

@@ -114,7 +114,7 @@ def test_every_image_is_pinned_to_a_version(services):
             assert ":" in base and tag != "latest" and re.search(r"\d", tag), f"{dockerfile.name}: FROM {base}"
 
 
-def test_spark_images_and_the_kafka_source_package_match_the_pyspark_pin(services):
+def test_spark_images_and_the_connector_packages_match_the_pinned_versions(services):
     version, scala = pyspark_pin(), pom_property("scala.binary.version")
     spark_images = [services["spark-master"]["image"]] + [
         base for _, dockerfile in dockerfiles(services) for base in dockerfile_images(dockerfile)
@@ -126,6 +126,8 @@ def test_spark_images_and_the_kafka_source_package_match_the_pyspark_pin(service
     command = command_of(services["spark-job"])
     packages = command[command.index("--packages") + 1].split(",")
     assert f"org.apache.spark:spark-sql-kafka-0-10_{scala}:{version}" in packages
+    connector = pom_property("mongo-spark.version")
+    assert f"org.mongodb.spark:mongo-spark-connector_{scala}:{connector}" in packages
 
 
 def test_kafka_is_the_version_of_the_native_stack(services):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conf import ConfigError, load_config
-from interactions.preflight import check_checkpoint
+from interactions.preflight import check_checkpoint, warn_on_producer_clock
 
 pytestmark = pytest.mark.integration  # the database side is a real MongoDB-protocol server
 
@@ -65,3 +65,15 @@ def test_reset_is_refused_for_an_existing_checkpoint(config):
     check_checkpoint(config())
     with pytest.raises(ConfigError, match="--reset clears the database for a new checkpoint"):
         check_checkpoint(config(), reset=True)
+
+
+def test_a_topic_on_the_broker_s_clock_needs_no_warning(kafka_broker, kafka_topic):
+    assert warn_on_producer_clock(kafka_broker.bootstrap_servers, kafka_topic, 10) is None
+
+
+@pytest.mark.parametrize("kafka_topic", ["CreateTime"], indirect=True)
+def test_a_topic_on_the_producers_clocks_is_warned_about_in_one_line(kafka_broker, kafka_topic, caplog):
+    warning = warn_on_producer_clock(kafka_broker.bootstrap_servers, kafka_topic, 10)
+    assert warning is not None and "CreateTime" in warning and "LogAppendTime" in warning
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [warning]
+    assert "\n" not in warning
