@@ -12,7 +12,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from contract.events import INTERACTION_TYPES
-from interactions.facets import ARCHIVE, DAY, HOUR, ITEM, MINUTE, USER, USER_SLOT, WINDOWS
+from interactions.facets import ARCHIVE, DAY, HOUR, ITEM, MINUTE, USER, WINDOWS
 from interactions.parsing import DEAD_LETTER, LATE
 
 USER_STATS = "user_stats"
@@ -61,14 +61,6 @@ def window_counts(totals: DataFrame, facet: str) -> DataFrame:
         F.col("start").alias("window_start"), _plus(F.col("start"), WINDOWS[facet]).alias("window_end"),
         F.col("ftype").alias("interaction_type"), F.col("fplatform").alias("platform"),
         F.col("interactions").alias("events"), F.coalesce("revenue", F.lit(0.0)).alias("revenue"))
-
-
-def user_slots(totals: DataFrame, slot: dt.timedelta) -> DataFrame:
-    """Interactions per user per slot of the recent window (internal: "top users in the last hour")."""
-    return _facet(totals, USER_SLOT).select(
-        F.concat_ws("|", F.col("key"), F.date_format("start", ISO_SECONDS)).alias("_id"),
-        F.col("key").alias("user_id"), F.col("start").alias("window_start"),
-        _plus(F.col("start"), slot).alias("window_end"), F.col("interactions"))
 
 
 def dead_letters(totals: DataFrame, topic: str, batch_id: int) -> DataFrame:
@@ -138,13 +130,12 @@ def ranked(values: Iterable[tuple[str, int]], n: int) -> list[tuple[str, int]]:
     return sorted(values, key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
-def collection_writers(topic: str, slot: dt.timedelta) -> dict[str, Callable[[DataFrame, int], DataFrame]]:
+def collection_writers(topic: str) -> dict[str, Callable[[DataFrame, int], DataFrame]]:
     """Collection -> its documents from one batch's totals (what the connector writes, by `_id`)."""
     return {
         USER_STATS: lambda t, b: user_stats(t),
         ITEM_STATS: lambda t, b: item_stats(t),
         **{name: (lambda t, b, f=facet: window_counts(t, f)) for facet, name in WINDOW_COLLECTIONS.items()},
-        USER_SLOTS: lambda t, b: user_slots(t, slot),
         DEAD_LETTERS: lambda t, b: dead_letters(t, topic, b),
         LATE_EVENTS: lambda t, b: late_events(t, topic, b),
         EVENTS_RAW: lambda t, b: archived_events(t, topic),
@@ -152,4 +143,4 @@ def collection_writers(topic: str, slot: dt.timedelta) -> dict[str, Callable[[Da
 
 
 FACET_OF = {USER_STATS: USER, ITEM_STATS: ITEM, MINUTE_COUNTS: MINUTE, HOURLY_COUNTS: HOUR, DAILY_COUNTS: DAY,
-            USER_SLOTS: USER_SLOT, DEAD_LETTERS: DEAD_LETTER, LATE_EVENTS: LATE, EVENTS_RAW: ARCHIVE}
+            DEAD_LETTERS: DEAD_LETTER, LATE_EVENTS: LATE, EVENTS_RAW: ARCHIVE}

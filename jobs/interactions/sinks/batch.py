@@ -3,9 +3,10 @@
 1. The batch (the aggregation's output: a few documents per changed key, plus the passing records) is cached, and
    one small Spark job brings the driver its summary (interactions.sinks.summary).
 2. The MongoDB Spark connector writes every collection of whole documents from the executors, by `_id`:
-   user_stats, item_stats, minute/hourly/daily counts, user_slots, dead_letters, late_events, events_raw.
+   user_stats, item_stats, minute/hourly/daily counts, dead_letters, late_events, events_raw.
 3. The driver applies what needs a condition or the previous state, each once per batch id: totals, the top lists,
-   the top users of the last hour; then records the batch in `batches` and hands the alert rules their figures.
+   the top users of the last hour (and the few slot documents behind them); then records the batch in `batches` and
+   hands the alert rules their figures.
 
 Writing a batch twice (a retry after MongoDB came back, a replay after a crash) leaves MongoDB as if it had been
 written once: step 2 rewrites the same documents, step 3 is guarded by the batch id (see each module).
@@ -63,7 +64,7 @@ class BatchWriter:
         self.alerts = alerts
         self.write = write
         self.recent = RecentUsers(settings.recent_window, settings.recent_slide, settings.top_n_users_last_hour)
-        self.writers = docs.collection_writers(settings.topic, settings.recent_slide)
+        self.writers = docs.collection_writers(settings.topic)
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -123,13 +124,13 @@ class BatchWriter:
     def _recent_users(self, db, summary: Summary, batch_id: int) -> None:
         if summary.newest_event_time is None:
             return
-        start, _ = self.recent.window_for(summary.newest_event_time)
         if not self.recent.loaded:
-            self.recent.load(db, start)
-        window = self.recent.update(summary.slots, summary.newest_event_time)
-        if window is None or self.settings.dry_run:
+            self.recent.load(db, self.recent.window_for(summary.newest_event_time)[0])
+        changed = self.recent.update(summary.slots)
+        start, end, best = self.recent.top(summary.newest_event_time)
+        if self.settings.dry_run:
             return
-        start, end, best = window
+        self.recent.store(db, changed)
         top_lists.replace_list(db, docs.TOP_USERS, "last_hour", "user_id", best, batch_id,
                                {"window_start": start, "window_end": end})
 

@@ -1,11 +1,14 @@
 """Top users in the last hour, from per-user counts in slots (5 minutes by default), summed over the last 12.
 
 Spark's state keeps each (user, slot) count only while the slot can still change; every batch hands the driver the
-absolute counts of the pairs it changed, and the `user_slots` collection keeps them (with a retention a little
-longer than the window). The driver holds the slots of the current window in memory, loaded from that collection
-when the process starts (after the batch's own slots are written, so the two agree), and ranks the users by their
-sum. The window is the one ending at the slot boundary after the newest event time seen, as the recomputation
-defines it (interactions.verify): [end - window, end).
+absolute counts of the pairs it changed. The driver holds the slots of the current window in memory and ranks the
+users by their sum; the window is the one ending at the slot boundary after the newest event time seen, as the
+recomputation defines it (interactions.verify): [end - window, end).
+
+`user_slots` keeps those slots for a restart: one document per slot and shard of users (by a stable hash of the user
+id, so a document stays far below MongoDB's 16 MB even with millions of users in a slot), holding the shard's
+absolute counts, rewritten whole when a batch changes it; a few documents per batch instead of one per user. A new
+process loads them (after the batch's own are written, so the two agree) before its first update.
 
 Idempotent: counts are absolute, so applying a batch twice changes nothing; the ranks are rewritten each batch.
 """
@@ -13,13 +16,21 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import zlib
 from collections import defaultdict
+from typing import Any
 
+from pymongo import ReplaceOne
 from pymongo.database import Database
 
 from interactions import documents as docs
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+SHARDS = 16
+
+
+def shard_of(user: str) -> int:
+    return zlib.crc32(user.encode("utf-8", "surrogatepass")) % SHARDS
 
 
 class RecentUsers:
@@ -29,25 +40,27 @@ class RecentUsers:
         self.loaded = False
 
     def window_for(self, newest: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-        end = floor(newest, self.slot) + self.slot
+        end = floor(_utc(newest), self.slot) + self.slot
         return end - self.window, end
 
     def load(self, db: Database, start: dt.datetime) -> None:
         """The slots from `start` on, as stored (once per process, before the first update)."""
-        for doc in db[docs.USER_SLOTS].find({"window_start": {"$gte": start}},
-                                            {"user_id": 1, "window_start": 1, "interactions": 1}):
-            self.slots[_utc(doc["window_start"])][doc["user_id"]] = int(doc["interactions"])
+        for doc in db[docs.USER_SLOTS].find({"window_start": {"$gte": start}}, {"window_start": 1, "counts": 1}):
+            self.slots[_utc(doc["window_start"])].update((user, int(n)) for user, n in doc["counts"])
         self.loaded = True
 
-    def update(self, counts: list[tuple[str, dt.datetime, int]], newest: dt.datetime | None
-               ) -> tuple[dt.datetime, dt.datetime, list[tuple[str, int]]] | None:
-        """Apply a batch's absolute (user, slot start, count); (window start, end, top users) or None before any
-        event."""
+    def update(self, counts: list[tuple[str, dt.datetime, int]]) -> set[tuple[dt.datetime, int]]:
+        """Apply a batch's absolute (user, slot start, count); returns the (slot, shard) pairs it changed."""
+        changed = set()
         for user, start, count in counts:
-            self.slots[_utc(start)][user] = count
-        if newest is None:
-            return None
-        start, end = self.window_for(_utc(newest))
+            slot = _utc(start)
+            self.slots[slot][user] = count
+            changed.add((slot, shard_of(user)))
+        return changed
+
+    def top(self, newest: dt.datetime) -> tuple[dt.datetime, dt.datetime, list[tuple[str, int]]]:
+        """(window start, end, the top users by their sum over the window's slots); older slots are let go."""
+        start, end = self.window_for(newest)
         for old in [s for s in self.slots if s < start]:
             del self.slots[old]
         sums: dict[str, int] = defaultdict(int)
@@ -55,8 +68,24 @@ class RecentUsers:
             if slot_start < end:
                 for user, count in users.items():
                     sums[user] += count
-        best = heapq.nsmallest(self.top_n, sums.items(), key=lambda kv: (-kv[1], kv[0]))
-        return start, end, best
+        return start, end, heapq.nsmallest(self.top_n, sums.items(), key=lambda kv: (-kv[1], kv[0]))
+
+    def documents(self, changed: set[tuple[dt.datetime, int]]) -> list[dict[str, Any]]:
+        """The `user_slots` documents of these (slot, shard) pairs, whole."""
+        out = []
+        for slot, shard in sorted(changed):
+            users = self.slots.get(slot, {})
+            out.append({"_id": f"{slot.strftime('%Y-%m-%dT%H:%M:%SZ')}#{shard:02d}", "window_start": slot,
+                        "window_end": slot + self.slot, "shard": shard,
+                        "counts": sorted([u, n] for u, n in users.items() if shard_of(u) == shard)})
+        return out
+
+    def store(self, db: Database, changed: set[tuple[dt.datetime, int]]) -> int:
+        documents = self.documents(changed)
+        if documents:
+            db[docs.USER_SLOTS].bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in documents],
+                                           ordered=False)
+        return len(documents)
 
 
 def floor(when: dt.datetime, step: dt.timedelta) -> dt.datetime:
