@@ -5,9 +5,11 @@ Superset runs from superset/.venv (installed by the provisioning if missing); th
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import urllib.error
@@ -15,14 +17,18 @@ import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from stack import free_port
 from superset_aggregates import KnownAggregates, build, utcnow
+from superset_browser import (BROWSER_WIDTH, CHART_STATES_JS, DASHBOARD_PATH, RENDER_TIMEOUT_S, Browser,
+                              WebDriverError, all_settled, log_in)
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVISION = ROOT / "superset" / "provision"
+SCREENSHOTS = ROOT / ".stack" / "screenshots"
+CHART_COUNT = len(list((ROOT / "superset" / "bundle" / "charts").glob("*.yaml")))
 PROVISION_TIMEOUT_S = 900  # a first run installs Superset (~2 min) and initialises its metadata DB (~40 s)
 
 
@@ -33,6 +39,7 @@ class SupersetUnderTest:
     password: str
     data_dir: Path
     aggregates: KnownAggregates
+    database: Any  # the pymongo Database the dashboard reads
 
     def login(self) -> "SupersetApi":
         api = SupersetApi(self.url)
@@ -87,7 +94,8 @@ def superset(mongo_server, mongo_client, tmp_path_factory: pytest.TempPathFactor
         provision(["up", *flags, "--database", f"{database}_empty"], env)
         provision(["stop", *flags], env)
         provision(["start", *flags, "--database", database], env)
-        yield SupersetUnderTest(f"http://127.0.0.1:{port}", "admin", password, data_dir, aggregates)
+        yield SupersetUnderTest(f"http://127.0.0.1:{port}", "admin", password, data_dir, aggregates,
+                                mongo_client[database])
     finally:
         provision(["stop", *flags], env)
         mongo_client.drop_database(database)
@@ -99,3 +107,29 @@ def provision(args: list[str], env: dict[str, str]) -> None:
     if result.returncode != 0:
         pytest.fail(f"superset/provision {args[0]} failed (exit {result.returncode}):\n{result.stdout[-4000:]}",
                     pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def open_dashboard(superset, tmp_path_factory: pytest.TempPathFactory) -> Callable:
+    """A context manager: a logged-in headless Chromium showing the dashboard (with the URL query `query`, if any),
+    every chart settled (drawn, empty or failed). On failure a screenshot goes to .stack/screenshots/."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        pytest.skip("chromium/chromedriver not installed (superset/provision install does it as root)")
+
+    @contextlib.contextmanager
+    def opened(label: str, query: str = "") -> Iterator[Browser]:
+        profile = tmp_path_factory.mktemp(f"chromium-{label}") / "profile"
+        profile.mkdir()
+        with Browser(profile, BROWSER_WIDTH, 1200) as browser:
+            try:
+                log_in(browser, superset.url, superset.username, superset.password,
+                       DASHBOARD_PATH + (f"?{query}" if query else ""))
+                browser.wait_for(CHART_STATES_JS, RENDER_TIMEOUT_S, f"all {CHART_COUNT} charts to render",
+                                 until=all_settled(CHART_COUNT))
+            except (AssertionError, WebDriverError):
+                SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+                (SCREENSHOTS / f"dashboard-{label}-failed.png").write_bytes(browser.screenshot())
+                raise
+            yield browser
+
+    return opened

@@ -2,8 +2,9 @@
 numbers every chart must show, computed here in plain Python (independently of Superset, SQLite and pymongosql).
 
 Times are naive UTC datetimes, as pymongo returns BSON dates. The data sit around `written_at` so that the charts'
-relative time ranges ("the last 60 one-minute windows", "today") cut through them: some documents fall inside, some
-outside, and some exactly on a boundary.
+time ranges ("the last 60 one-minute windows", "today") cut through them: some documents fall inside, some outside,
+some exactly on a boundary, and a few minute windows lie ahead of the clock (the job accepts events up to
+`max_future_skew` ahead). What a chart must show depends on the dashboard's filters, given as a `View`.
 """
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ INTERACTION_TYPES = ("login", "logout", "view", "click", "scroll", "add_to_cart"
 PLATFORMS = ("web", "ios", "android")
 FUNNEL = ("view", "add_to_cart", "purchase")
 MINUTES_WRITTEN = 75          # minute_counts: the current minute and the 74 before it (15 fall outside the last 60)
+MINUTES_AHEAD = 2             # ... and the next two (events stamped a little ahead of the clock)
 HOURS_WRITTEN = 30            # hourly_counts: the current hour and 29 before it (always spans midnight)
+DAYS_WRITTEN = 3              # daily_counts: today and the two days before
 BATCH_INTERVAL = dt.timedelta(seconds=5)
 BATCHES_WRITTEN = 840         # 70 minutes of micro-batches
-LAST_WINDOWS = 60             # the charts' "last 60 one-minute windows"
+LAST_WINDOWS = 60             # the per-minute charts' default range: the last 60 one-minute windows
 
-# Per-type weights that make the hourly data look like a shop (and keep the funnel a funnel).
+# Per-type weights that make the data look like a shop (and keep the funnel a funnel).
 _HOURLY_BASE = {"login": 60, "logout": 55, "view": 400, "click": 260, "scroll": 190, "add_to_cart": 70,
                 "purchase": 25}
 _PLATFORM_FACTOR = {"web": 3, "ios": 2, "android": 1}
@@ -35,11 +38,41 @@ def floor_minute(t: dt.datetime) -> dt.datetime:
     return t.replace(second=0, microsecond=0)
 
 
+def floor_day(t: dt.datetime) -> dt.datetime:
+    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+Range = tuple[dt.datetime, dt.datetime]  # [start, end)
+
+
+@dataclass(frozen=True)
+class View:
+    """The dashboard's filters at one clock reading: the per-minute charts' time range, the day figures' range and
+    the platforms shown (None: all)."""
+    minutes: Range
+    days: Range
+    platforms: tuple[str, ...] | None = None
+
+    @classmethod
+    def default(cls, now: dt.datetime) -> "View":
+        """The filters' defaults: the last 60 one-minute windows, today (UTC), every platform."""
+        return cls(minutes=(floor_minute(now) - dt.timedelta(minutes=LAST_WINDOWS - 1), now),
+                   days=(floor_day(now), floor_day(now) + dt.timedelta(days=1)))
+
+    def shows(self, doc: dict) -> bool:
+        return self.platforms is None or doc["platform"] in self.platforms
+
+
+def within(t: dt.datetime, period: Range) -> bool:
+    return period[0] <= t < period[1]
+
+
 @dataclass
 class KnownAggregates:
     written_at: dt.datetime
     minute_counts: list[dict] = field(default_factory=list)
     hourly_counts: list[dict] = field(default_factory=list)
+    daily_counts: list[dict] = field(default_factory=list)
     top_users: list[dict] = field(default_factory=list)
     top_items: list[dict] = field(default_factory=list)
     totals: dict = field(default_factory=dict)
@@ -47,56 +80,57 @@ class KnownAggregates:
 
     def collections(self) -> dict[str, list[dict]]:
         return {"minute_counts": self.minute_counts, "hourly_counts": self.hourly_counts,
-                "top_users": self.top_users, "top_items": self.top_items, "totals": [self.totals],
-                "batches": self.batches}
+                "daily_counts": self.daily_counts, "top_users": self.top_users, "top_items": self.top_items,
+                "totals": [self.totals], "batches": self.batches}
 
     # --- what each chart must show -----------------------------------------------------------------------------
 
-    def events_per_minute(self, now: dt.datetime) -> dict[dt.datetime, dict[str, int]]:
-        """minute_counts: SUM(events) by window and type over the last 60 one-minute windows."""
+    def events_per_minute(self, view: View) -> dict[dt.datetime, dict[str, int]]:
+        """minute_counts: SUM(events) by window and type over the per-minute range."""
         out: dict[dt.datetime, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for doc in self._last_windows(now):
-            out[doc["window_start"]][doc["interaction_type"]] += doc["events"]
+        for doc in self.minute_counts:
+            if within(doc["window_start"], view.minutes) and view.shows(doc):
+                out[doc["window_start"]][doc["interaction_type"]] += doc["events"]
         return {minute: dict(by_type) for minute, by_type in out.items()}
 
-    def purchases_per_minute(self, now: dt.datetime) -> dict[dt.datetime, int]:
+    def purchases_per_minute(self, view: View) -> dict[dt.datetime, int]:
         out: dict[dt.datetime, int] = defaultdict(int)
-        for doc in self._last_windows(now):
-            if doc["interaction_type"] == "purchase":
+        for doc in self.minute_counts:
+            if within(doc["window_start"], view.minutes) and view.shows(doc) and doc["interaction_type"] == "purchase":
                 out[doc["window_start"]] += doc["events"]
         return dict(out)
 
-    def cumulative_events(self) -> list[tuple[dt.datetime, int]]:
-        """Running total of minute_counts events per minute, over everything written."""
-        per_minute: dict[dt.datetime, int] = defaultdict(int)
-        for doc in self.minute_counts:
-            per_minute[doc["window_start"]] += doc["events"]
+    def cumulative_events(self, view: View) -> list[tuple[dt.datetime, int]]:
+        """Running total of hourly_counts events per hour, over the hours starting in the day range."""
+        per_hour: dict[dt.datetime, int] = defaultdict(int)
+        for doc in self.hourly_counts:
+            if within(doc["window_start"], view.days) and view.shows(doc):
+                per_hour[doc["window_start"]] += doc["events"]
         running, out = 0, []
-        for minute in sorted(per_minute):
-            running += per_minute[minute]
-            out.append((minute, running))
+        for hour in sorted(per_hour):
+            running += per_hour[hour]
+            out.append((hour, running))
         return out
 
-    def events_by(self, key: str, only: tuple[str, ...] | None = None) -> dict[str, int]:
-        """hourly_counts: SUM(events) by `key` (interaction_type or platform), all time."""
+    def events_by(self, key: str, view: View, only: tuple[str, ...] | None = None) -> dict[str, int]:
+        """daily_counts: SUM(events) by `key` (interaction_type or platform) over the days in range."""
         out: dict[str, int] = defaultdict(int)
-        for doc in self.hourly_counts:
-            if only is None or doc["interaction_type"] in only:
+        for doc in self.daily_counts:
+            if within(doc["window_start"], view.days) and view.shows(doc) and (
+                    only is None or doc["interaction_type"] in only):
                 out[doc[key]] += doc["events"]
         return dict(out)
 
-    def events_today(self, now: dt.datetime) -> int:
-        """hourly_counts: SUM(events) of the windows that start today (UTC)."""
-        today = now.replace(hour=0, minute=0, second=0, microsecond=0)
-        tomorrow = today + dt.timedelta(days=1)
-        return sum(doc["events"] for doc in self.hourly_counts if today <= doc["window_start"] < tomorrow)
+    def events_in_days(self, view: View) -> int | None:
+        """daily_counts: SUM(events) of the days in range (None, SQL's SUM of nothing, when there are none)."""
+        docs = [doc for doc in self.daily_counts if within(doc["window_start"], view.days) and view.shows(doc)]
+        return sum(doc["events"] for doc in docs) if docs else None
 
-    def dead_letters_and_late(self, now: dt.datetime) -> dict[dt.datetime, tuple[int, int]]:
-        """batches: SUM(dead_letters), SUM(late_events) by processed_at minute, processed in the last 60 windows."""
-        start = floor_minute(now) - dt.timedelta(minutes=LAST_WINDOWS - 1)
+    def dead_letters_and_late(self, view: View) -> dict[dt.datetime, tuple[int, int]]:
+        """batches: SUM(dead_letters), SUM(late_events) by processed_at minute, processed in the per-minute range."""
         out: dict[dt.datetime, list[int]] = defaultdict(lambda: [0, 0])
         for doc in self.batches:
-            if start <= doc["processed_at"] < now:
+            if within(doc["processed_at"], view.minutes):
                 sums = out[floor_minute(doc["processed_at"])]
                 sums[0] += doc["dead_letters"]
                 sums[1] += doc["late_events"]
@@ -106,9 +140,9 @@ class KnownAggregates:
         docs = [doc for doc in getattr(self, collection) if doc["scope"] == scope]
         return [(doc["rank"], doc[key], doc["interactions"]) for doc in sorted(docs, key=lambda d: d["rank"])]
 
-    def _last_windows(self, now: dt.datetime) -> list[dict]:
-        start = floor_minute(now) - dt.timedelta(minutes=LAST_WINDOWS - 1)
-        return [doc for doc in self.minute_counts if start <= doc["window_start"] < now]
+    def documents_in(self, collection: str, time_field: str, period: Range) -> int:
+        """How many documents of `collection` a query over `period` needs: those whose time lies in it."""
+        return sum(1 for doc in self.collections()[collection] if within(doc[time_field], period))
 
 
 def build(written_at: dt.datetime, seed: int = 20261128) -> KnownAggregates:
@@ -116,7 +150,7 @@ def build(written_at: dt.datetime, seed: int = 20261128) -> KnownAggregates:
     rng = random.Random(seed)
     data = KnownAggregates(written_at=written_at)
     current_minute = floor_minute(written_at)
-    for back in range(MINUTES_WRITTEN):
+    for back in range(-MINUTES_AHEAD, MINUTES_WRITTEN):
         start = current_minute - dt.timedelta(minutes=back)
         for t, interaction in enumerate(INTERACTION_TYPES):
             for p, platform in enumerate(PLATFORMS):
@@ -131,6 +165,15 @@ def build(written_at: dt.datetime, seed: int = 20261128) -> KnownAggregates:
             for platform in PLATFORMS:
                 events = _HOURLY_BASE[interaction] * _PLATFORM_FACTOR[platform] + (back * 37) % 29
                 data.hourly_counts.append(_window_doc(start, dt.timedelta(hours=1), interaction, platform, events))
+    today = floor_day(written_at)
+    for back in range(DAYS_WRITTEN):  # numbers of their own: a chart reading the wrong rollup shows other numbers
+        start = today - dt.timedelta(days=back)
+        for t, interaction in enumerate(INTERACTION_TYPES):
+            for p, platform in enumerate(PLATFORMS):
+                if back == 0 and interaction == "scroll" and platform == "android":
+                    continue  # a cell missing today
+                events = _HOURLY_BASE[interaction] * _PLATFORM_FACTOR[platform] * (11 + back) + t * 13 + p * 7
+                data.daily_counts.append(_window_doc(start, dt.timedelta(days=1), interaction, platform, events))
     for scope, size, base in (("all", 10, 5000), ("last_hour", 5, 300)):
         for rank in range(1, size + 1):
             data.top_users.append({"_id": f"{scope}:{rank}", "scope": scope, "rank": rank,
@@ -147,8 +190,8 @@ def build(written_at: dt.datetime, seed: int = 20261128) -> KnownAggregates:
     first = written_at - BATCH_INTERVAL * (BATCHES_WRITTEN - 1)
     for batch_id in range(BATCHES_WRITTEN):
         processed_at = (first + BATCH_INTERVAL * batch_id).replace(microsecond=(batch_id * 137 % 1000) * 1000)
-        data.batches.append({"_id": batch_id, "batch_id": batch_id, "processed_at": processed_at,
-                             "input_rows": 1000 + batch_id % 50, "valid_events": 990,
+        data.batches.append({"_id": f"interactions:{batch_id}", "query": "interactions", "batch_id": batch_id,
+                             "processed_at": processed_at, "input_rows": 1000 + batch_id % 50,
                              "dead_letters": batch_id % 3 if batch_id % 4 == 0 else 0,
                              "late_events": (batch_id * 7) % 5, "duplicates": batch_id % 2,
                              "duration_ms": 600 + batch_id % 400,
@@ -158,5 +201,6 @@ def build(written_at: dt.datetime, seed: int = 20261128) -> KnownAggregates:
 
 def _window_doc(start: dt.datetime, width: dt.timedelta, interaction: str, platform: str, events: int) -> dict:
     revenue = round(events * 19.99, 2) if interaction == "purchase" else 0.0
-    return {"_id": f"{start.isoformat()}|{interaction}|{platform}", "window_start": start, "window_end": start + width,
-            "interaction_type": interaction, "platform": platform, "events": events, "revenue": revenue}
+    return {"_id": f"{start.isoformat()}Z|{interaction}|{platform}", "window_start": start,
+            "window_end": start + width, "interaction_type": interaction, "platform": platform, "events": events,
+            "revenue": revenue}

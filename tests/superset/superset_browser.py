@@ -1,4 +1,5 @@
-"""A minimal W3C WebDriver client over urllib for Debian's chromedriver + headless Chromium.
+"""A minimal W3C WebDriver client over urllib for Debian's chromedriver + headless Chromium, and what the tests
+read from a Superset dashboard page (each chart's state, logging in).
 
 Enough to log in, wait for the dashboard and take a screenshot, without adding Selenium to the job's environment.
 """
@@ -10,6 +11,7 @@ import shutil
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable
@@ -160,3 +162,45 @@ class Browser:
             except (ValueError, AttributeError, KeyError):
                 pass
             raise WebDriverError(f"{method} {path}: {exc.code} {str(detail)[:500]}") from None
+
+
+# --- a Superset dashboard page -------------------------------------------------------------------------------------
+
+DASHBOARD = "user-interactions"  # the bundle's dashboard, by slug
+BROWSER_WIDTH = 1600
+DASHBOARD_PATH = f"/superset/dashboard/{DASHBOARD}/"
+RENDER_TIMEOUT_S = 180  # a deadline, not a wait: ~15 s when the machine is quiet
+
+# Each chart holder's state: an error alert, still loading, no data (a big number's "No data", other charts' "No
+# results were returned"), or drawn (canvas, table or big number).
+CHART_STATES_JS = """
+return Array.from(document.querySelectorAll('.dashboard-component-chart-holder')).map(holder => {
+  const slice = holder.querySelector('[data-test-chart-name]');
+  const error = holder.querySelector('[role=alert], .ant-alert-error');
+  const text = holder.innerText || '';
+  const bigNumber = holder.querySelector('.header-line');
+  let state = 'empty';
+  if (error) state = 'error';
+  else if (holder.querySelector('[data-test=loading-indicator], .loading')) state = 'loading';
+  else if (text.includes('No results') || (bigNumber && bigNumber.innerText.trim() === 'No data')) state = 'no data';
+  else if (holder.querySelector('canvas, table, .header-line')) state = 'drawn';
+  return {name: slice ? slice.getAttribute('data-test-chart-name') : '?', state: state,
+          error: error ? error.innerText.slice(0, 300) : null, text: text.slice(0, 300)};
+});
+"""
+
+
+def all_settled(count: int) -> Callable[[list[dict]], bool]:
+    """A condition on CHART_STATES_JS's value: `count` charts, each drawn, failed or without data."""
+    return lambda states: len(states) == count and all(s["state"] in ("drawn", "error", "no data") for s in states)
+
+
+def log_in(browser: Browser, url: str, username: str, password: str, then: str, timeout: float = 120) -> None:
+    """The login form, as a user fills it in, going straight on to the page `then` (a path)."""
+    browser.get(f"{url}/login/?next={urllib.parse.quote(then, safe='/?=&')}")
+    browser.wait_for("return document.querySelector('[data-test=username-input]') !== null", timeout, "the login form")
+    browser.type_into("[data-test=username-input]", username)
+    browser.type_into("[data-test=password-input]", password)
+    browser.click("[data-test=login-button]")
+    browser.wait_for("return location.pathname", timeout, f"{then} after logging in",
+                     until=lambda path: path == then.split("?")[0])

@@ -1,5 +1,5 @@
 """What each chart of the dashboard must return, keyed by chart name: how to read Superset's chart-data result
-into comparable Python values, and the same values computed from the known aggregates at a given "now".
+into comparable Python values, and the same values computed from the known aggregates under given filters.
 
 Shared by the REST test (each chart's saved query context) and the browser test (the queries the frontend built).
 """
@@ -9,7 +9,7 @@ import datetime as dt
 from typing import Any, Callable
 
 import pytest
-from superset_aggregates import FUNNEL, KnownAggregates
+from superset_aggregates import FUNNEL, KnownAggregates, View
 
 
 def when(epoch_ms: float) -> dt.datetime:
@@ -33,61 +33,62 @@ def descending(counts: dict[str, int]) -> list[tuple[str, int]]:
     return sorted(counts.items(), key=lambda kv: -kv[1])
 
 
-# chart name -> (what the chart returned, as comparable data; what it must be at a given "now")
-Check = tuple[Callable[[list[dict]], Any], Callable[[KnownAggregates, dt.datetime], Any]]
+# chart name -> (what the chart returned, as comparable data; what it must be under the dashboard's filters)
+Check = tuple[Callable[[list[dict]], Any], Callable[[KnownAggregates, View], Any]]
 CHECKS: dict[str, Check] = {
     "Events per minute by type": (
         lambda rows: series_by_time(rows, "window_start"),
-        lambda agg, now: agg.events_per_minute(now)),
+        lambda agg, view: agg.events_per_minute(view)),
     "Activity by type": (
         lambda rows: by_metric(rows, "interaction_type"),
-        lambda agg, now: descending(agg.events_by("interaction_type"))),
+        lambda agg, view: descending(agg.events_by("interaction_type", view))),
     "Top 10 users": (
         lambda rows: ranked(rows, "user_id"),
-        lambda agg, now: agg.ranking("top_users", "all", "user_id")),
+        lambda agg, view: agg.ranking("top_users", "all", "user_id")),
     "Top 5 users in the last hour": (
         lambda rows: ranked(rows, "user_id"),
-        lambda agg, now: agg.ranking("top_users", "last_hour", "user_id")),
+        lambda agg, view: agg.ranking("top_users", "last_hour", "user_id")),
     "Top 10 items": (
         lambda rows: ranked(rows, "item_id"),
-        lambda agg, now: agg.ranking("top_items", "all", "item_id")),
+        lambda agg, view: agg.ranking("top_items", "all", "item_id")),
     "Purchases per minute": (
         lambda rows: {when(row["window_start"]): row["Purchases"] for row in rows},
-        lambda agg, now: agg.purchases_per_minute(now)),
-    "Events today (UTC)": (
-        lambda rows: [row["Events today"] for row in rows],
-        lambda agg, now: [agg.events_today(now)]),
+        lambda agg, view: agg.purchases_per_minute(view)),
+    "Events (selected UTC days)": (
+        lambda rows: [row["Events"] for row in rows],
+        lambda agg, view: [agg.events_in_days(view)]),
     "Data volume (cumulative events)": (
         lambda rows: [(when(row["window_start"]), row["Events"]) for row in rows],
-        lambda agg, now: agg.cumulative_events()),
+        lambda agg, view: agg.cumulative_events(view)),
     "Most interactions on one item": (
         lambda rows: [row["Max interactions per item"] for row in rows],
-        lambda agg, now: [agg.totals["max_item_interactions"]]),
+        lambda agg, view: [agg.totals["max_item_interactions"]]),
     "Fewest interactions on one item": (
         lambda rows: [row["Min interactions per item"] for row in rows],
-        lambda agg, now: [agg.totals["min_item_interactions"]]),
+        lambda agg, view: [agg.totals["min_item_interactions"]]),
     "Average interactions per user": (
         lambda rows: [pytest.approx(row["Avg interactions per user"], rel=1e-9) for row in rows],
-        lambda agg, now: [agg.totals["avg_interactions_per_user"]]),
+        lambda agg, view: [agg.totals["avg_interactions_per_user"]]),
     "Conversion funnel: view > add to cart > purchase": (
         lambda rows: by_metric(rows, "interaction_type"),
-        lambda agg, now: descending(agg.events_by("interaction_type", only=FUNNEL))),
+        lambda agg, view: descending(agg.events_by("interaction_type", view, only=FUNNEL))),
     "Platform split": (
         lambda rows: by_metric(rows, "platform"),
-        lambda agg, now: descending(agg.events_by("platform"))),
+        lambda agg, view: descending(agg.events_by("platform", view))),
     "Dead letters and late events per minute": (
         lambda rows: {when(row["processed_at"]): (row["Dead letters"], row["Late events"]) for row in rows},
-        lambda agg, now: agg.dead_letters_and_late(now)),
+        lambda agg, view: agg.dead_letters_and_late(view)),
 }
 
 
-def assert_chart_result(name: str, response: dict, aggregates: KnownAggregates,
-                        before: dt.datetime, after: dt.datetime) -> None:
-    """The chart-data response of chart `name` holds the expected numbers for a clock between before and after."""
-    actual_of, expected_at = CHECKS[name]
+def assert_chart_result(name: str, response: dict, aggregates: KnownAggregates, before: dt.datetime,
+                        after: dt.datetime, view_at: Callable[[dt.datetime], View] = View.default) -> None:
+    """The chart-data response of chart `name` holds the expected numbers, under the filters `view_at` gives for a
+    clock reading, for a clock between before and after."""
+    actual_of, expected_under = CHECKS[name]
     (result,) = response["result"]
     assert result["status"] == "success", result.get("error")
     assert not result.get("rejected_filters"), f"Superset ignored filters: {result['rejected_filters']}"
     actual = actual_of(result["data"])
-    if actual != expected_at(aggregates, before):
-        assert actual == expected_at(aggregates, after)
+    if actual != expected_under(aggregates, view_at(before)):
+        assert actual == expected_under(aggregates, view_at(after))

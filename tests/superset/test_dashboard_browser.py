@@ -1,52 +1,31 @@
-"""The dashboard as a user sees it: headless Chromium logs in, opens it, every chart draws without an error, and it
-refreshes itself. A full-page screenshot goes to .stack/screenshots/dashboard.png; with
+"""The dashboard as a user sees it: headless Chromium logs in, opens it, every chart draws without an error, it
+refreshes itself, and the queries it sends return the numbers in MongoDB, with the filter bar's defaults and with
+other filter values given in the URL. A full-page screenshot goes to .stack/screenshots/dashboard.png; with
 UPDATE_DASHBOARD_SCREENSHOT=1 it also replaces docs/dashboard.png, the one the README shows.
 """
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import pytest
-from superset_aggregates import utcnow
-from superset_browser import Browser, WebDriverError
+from superset_aggregates import View, utcnow
+from superset_browser import BROWSER_WIDTH, CHART_STATES_JS, DASHBOARD, RENDER_TIMEOUT_S, Browser, all_settled
 from superset_checks import CHECKS, assert_chart_result
+from superset_filters import FILTERED, dashboard_filters, filtered_view, native_filters_param
 
 pytestmark = pytest.mark.superset
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / ".stack" / "screenshots" / "dashboard.png"
-FAILURE_SCREENSHOT = ROOT / ".stack" / "screenshots" / "dashboard-failed.png"
 DOCS_SCREENSHOT = ROOT / "docs" / "dashboard.png"
-DASHBOARD_PATH = "/superset/dashboard/user-interactions/"
 CHART_COUNT = len(list((ROOT / "superset" / "bundle" / "charts").glob("*.yaml")))
-WIDTH = 1600
-RENDER_TIMEOUT_S = 180  # a deadline, not a wait: ~15 s when the machine is quiet
+settled = all_settled(CHART_COUNT)
 
-# Each chart holder's state: an error alert, still loading, drawn (canvas, table or big number), or no data.
-CHART_STATES_JS = """
-return Array.from(document.querySelectorAll('.dashboard-component-chart-holder')).map(holder => {
-  const slice = holder.querySelector('[data-test-chart-name]');
-  const error = holder.querySelector('[role=alert], .ant-alert-error');
-  const text = holder.innerText || '';
-  let state = 'empty';
-  if (error) state = 'error';
-  else if (holder.querySelector('[data-test=loading-indicator], .loading')) state = 'loading';
-  else if (holder.querySelector('canvas, table, .header-line')) state = 'drawn';
-  else if (text.includes('No results')) state = 'no data';
-  return {name: slice ? slice.getAttribute('data-test-chart-name') : '?', state: state,
-          error: error ? error.innerText.slice(0, 300) : null};
-});
-"""
 CHART_DATA_REQUESTS_JS = """
 return performance.getEntriesByType('resource').filter(e => e.name.includes('/api/v1/chart/data')).length;
 """
-
-
-def settled(states: list[dict]) -> bool:
-    return len(states) == CHART_COUNT and all(s["state"] in ("drawn", "error", "no data") for s in states)
 
 
 def fit_window_to_page(browser: Browser, attempts: int = 5) -> None:
@@ -56,36 +35,13 @@ def fit_window_to_page(browser: Browser, attempts: int = 5) -> None:
             "return [document.documentElement.scrollHeight, window.innerHeight, window.outerHeight]")
         if inner >= page:
             return
-        browser.set_window_size(WIDTH, page + outer - inner)
+        browser.set_window_size(BROWSER_WIDTH, page + outer - inner)
     raise AssertionError(f"the window never fitted the page ({page} px high, viewport {inner} px)")
 
 
-def log_in_and_open_dashboard(browser: Browser, superset) -> None:
-    """The login form, as a user fills it in, going straight on to the dashboard."""
-    browser.get(f"{superset.url}/login/?next={DASHBOARD_PATH}")
-    browser.wait_for("return document.querySelector('[data-test=username-input]') !== null", 120, "the login form")
-    browser.type_into("[data-test=username-input]", superset.username)
-    browser.type_into("[data-test=password-input]", superset.password)
-    browser.click("[data-test=login-button]")
-    browser.wait_for("return location.pathname", 120, "the dashboard after logging in",
-                     until=lambda path: path == DASHBOARD_PATH)
-    browser.wait_for(CHART_STATES_JS, RENDER_TIMEOUT_S, f"all {CHART_COUNT} charts to render", until=settled)
-
-
 @pytest.fixture(scope="module")
-def dashboard(superset, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    """A logged-in headless Chromium showing the dashboard, every chart settled (drawn or failed)."""
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        pytest.skip("chromium/chromedriver not installed (superset/provision install does it as root)")
-    profile = tmp_path_factory.mktemp("chromium") / "profile"
-    profile.mkdir()
-    with Browser(profile, WIDTH, 1200) as browser:
-        try:
-            log_in_and_open_dashboard(browser, superset)
-        except (AssertionError, WebDriverError):
-            FAILURE_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            FAILURE_SCREENSHOT.write_bytes(browser.screenshot())
-            raise
+def dashboard(open_dashboard) -> Iterator[Browser]:
+    with open_dashboard("defaults") as browser:
         yield browser
 
 
@@ -113,21 +69,39 @@ def test_dashboard_refreshes_itself(dashboard):
                        until=lambda count: count >= first + CHART_COUNT)
 
 
-def test_the_queries_the_dashboard_sends_return_the_numbers_in_mongodb(dashboard, superset):
-    """Replays the chart-data requests the frontend built from each chart's params (not the saved query contexts)."""
+def replay_chart_queries(browser: Browser, superset, view_at: Callable) -> None:
+    """Replays the chart-data requests the frontend built from each chart's params and the filter bar (not the
+    saved query contexts) and checks each answer against the numbers under the filters `view_at` gives."""
     api = superset.login()
     names = {chart["id"]: chart["slice_name"]
-             for chart in api.call("GET", "/api/v1/dashboard/user-interactions/charts")["result"]}
+             for chart in api.call("GET", f"/api/v1/dashboard/{DASHBOARD}/charts")["result"]}
     sent = {}
-    for body in dashboard.posted("/api/v1/chart/data"):
-        sent.setdefault(names[body["form_data"]["slice_id"]], body)
+    for body in browser.posted("/api/v1/chart/data"):
+        slice_id = body.get("form_data", {}).get("slice_id")
+        if slice_id in names:  # the filter bar's own queries (its choices) have none
+            sent.setdefault(names[slice_id], body)
     assert sorted(sent) == sorted(CHECKS)
     wrong = {}
     for name, body in sorted(sent.items()):
         before = utcnow()
         response = api.call("POST", "/api/v1/chart/data", body)
         try:
-            assert_chart_result(name, response, superset.aggregates, before, utcnow())
+            assert_chart_result(name, response, superset.aggregates, before, utcnow(), view_at)
         except AssertionError as exc:
             wrong[name] = str(exc)[:600]
     assert not wrong, f"charts whose dashboard query returns other numbers: {wrong}"
+
+
+def test_the_queries_the_dashboard_sends_return_the_numbers_in_mongodb(dashboard, superset):
+    """The filter bar's defaults: the last 60 one-minute windows, today (UTC), every platform."""
+    replay_chart_queries(dashboard, superset, View.default)
+
+
+def test_filter_values_in_the_url_reach_every_chart_in_their_scope(open_dashboard, superset):
+    """The last 15 one-minute windows, yesterday, iOS and Android, preselected through the URL as a shared link
+    would: every chart draws, and the queries the frontend builds return those filtered numbers."""
+    filters = dashboard_filters(superset.login(), DASHBOARD)
+    with open_dashboard("filtered", native_filters_param(filters, FILTERED)) as browser:
+        states = browser.run_js(CHART_STATES_JS)
+        assert not [s for s in states if s["state"] != "drawn"], states
+        replay_chart_queries(browser, superset, filtered_view)

@@ -68,3 +68,14 @@ def test_every_chart_file_carries_a_query_context(chart):
     """The REST API (and the data test) run a chart's saved query_context; without one they answer 400."""
     text = (SUPERSET_DIR / "bundle" / "charts" / chart).read_text()
     assert "\nquery_context: |\n" in text and '"queries": [{' in text
+
+
+def test_gunicorn_runs_two_worker_processes_by_default_and_as_many_as_asked(tmp_path):
+    """A dashboard asks for all its charts at once; one Python process answers one request at a time."""
+    def flag(command: list[str], name: str) -> str:
+        return command[command.index(name) + 1]
+
+    default = provision.SupersetServer(tmp_path, "127.0.0.1", 1, tmp_path / "s.env").command()
+    assert (flag(default, "--workers"), flag(default, "--threads")) == ("2", "4")
+    asked = provision.SupersetServer(tmp_path, "127.0.0.1", 1, tmp_path / "s.env", threads=8, workers=3).command()
+    assert (flag(asked, "--workers"), flag(asked, "--threads")) == ("3", "8")
