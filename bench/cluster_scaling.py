@@ -8,12 +8,10 @@ and runs the job on the whole backlog the user's way (spark-submit --master spar
     .venv/bin/python bench/cluster_scaling.py [--workers 1,2] [--worker-cores 1] [--events 200000] [--partitions 4]
                                               [--out .stack/bench/cluster_scaling.json]
 
-"Sustained" leaves out the JVM start and each query's first micro-batch (warm-up): per query, the rows of batches
-1..k over the time from the end of batch 0 to the end of batch k, from the job's own progress records (MongoDB
-`batches`). The job runs several queries over the same events at once (aggregates, recent users, ...: whatever
-pipeline.start_queries starts), so its rate is the slowest query's. The
-sink's own ceiling is measured beside it (bulk upserts/s into the same server) with the documents the aggregates
-query changed per batch, since the local MongoDB-protocol server is a single-core process that caps writes
+"Sustained" leaves out the JVM start and the first micro-batch (warm-up): the rows of batches 1..k over the time
+from the end of batch 0 to the end of batch k, from the job's own progress records (MongoDB `batches`; the job is
+one streaming query). The sink's own ceiling is measured beside it (bulk upserts/s into the same server) with the
+documents the job changed per batch, since the local MongoDB-protocol server is a single-core process that caps writes
 (INFRA.md); few distinct users and items keep the writes per batch small, so that Spark's own scaling is measured.
 Every process shares this machine's cores: on 2 cores, 2 workers of 1 core also compete with the broker, the
 database and the driver, which bounds the ratio.
@@ -114,8 +112,8 @@ def sink_ceiling(uri: str, documents: int = 10_000, bulk: int = 5000) -> float:
 
 def sustained_rates(db) -> tuple[dict[str, float], float, int, float, float]:
     """Per query: rows of batches >= 1 / (end of the last batch - end of batch 0), from the progress records.
-    Also the first batch's duration, the batch count, the aggregates query's mean batch duration (batches >= 1)
-    and the documents it changed per batch."""
+    Also the first batch's duration, the batch count, the mean batch duration (batches >= 1) and the documents a
+    batch changed."""
     rates, first_batch_s, batches = {}, 0.0, 0
     progress = [d for d in db.batches.find() if d.get("input_rows") and "duration_ms" in d and "processed_at" in d]
     for query in sorted({d["query"] for d in progress}):
@@ -132,7 +130,7 @@ def sustained_rates(db) -> tuple[dict[str, float], float, int, float, float]:
         batches = max(batches, len(rows))
     if not rates:
         raise StackError("the job recorded no progress in MongoDB (collection batches)")
-    aggregates = [d for d in progress if d["query"] == "aggregates" and d["batch_id"] > 0]
+    aggregates = [d for d in progress if d["batch_id"] > 0]
     mean_batch_s = sum(d["duration_ms"] for d in aggregates) / 1000 / max(1, len(aggregates))
     changed = sum(d.get("changed_documents", 0) for d in aggregates) / max(1, len(aggregates))
     return rates, first_batch_s, batches, mean_batch_s, changed

@@ -249,11 +249,10 @@ def seed(database, shape: Shape) -> dict[str, int]:
                             "avg_interactions_per_user": rollup.events / counts["user_stats"],
                             "dead_letters": batch_totals[0], "late_events": batch_totals[1],
                             "updated_at": shape.end}])
-    # The indexes the job creates (plain, not TTL: the month is what the job holds before retention removes any).
+    # The indexes the job creates (sinks/indexes.py; plain here, not TTL: the month is what the job holds before
+    # retention removes any).
     for name in ("minute_counts", "hourly_counts", "daily_counts"):
         database[name].create_index([("window_start", ASCENDING)])
-        database[name].create_index([("interaction_type", ASCENDING), ("window_start", ASCENDING)])
-        database[name].create_index([("platform", ASCENDING), ("window_start", ASCENDING)])
     database["batches"].create_index([("processed_at", ASCENDING)])
     for name in ("dead_letters", "late_events"):
         database[name].create_index([("kafka_timestamp", ASCENDING)])

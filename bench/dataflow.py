@@ -16,6 +16,10 @@ reported: these machines are noisy, so designs are compared within one run, neve
     job             the job's whole dataflow: + partial facets (Python over Arrow) + one stateful aggregation
     facets_sql      classify_sql + dedup + the previous design's five-way explode into one Spark aggregation
 
+A variant may carry Spark settings for its run only, after a "+": `job+rocksdb` (the RocksDB state store with
+changelog checkpointing instead of the default HDFS-backed one), `job+no_arrow_size_check` (no Arrow batch limit by
+bytes: Spark then skips measuring a batch's size after every row).
+
 The first round also warms the JVM; every figure is seconds for all events and events/s.
 """
 from __future__ import annotations
@@ -36,6 +40,12 @@ from services import local_services
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("read", "classify", "classify_sql", "dedup", "job", "facets_sql")
+SETTINGS = {
+    "rocksdb": {"spark.sql.streaming.stateStore.providerClass":
+                "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+                "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true"},
+    "no_arrow_size_check": {"spark.sql.execution.arrow.maxBytesPerBatch": "2147483647"},
+}
 
 
 def produce(bootstrap: str, topic: str, events: int) -> None:
@@ -72,9 +82,21 @@ def build(spark, variant: str, bootstrap: str, topic: str, batch: int):
 
 
 def run_variant(spark, variant: str, bootstrap: str, topic: str, batch: int) -> dict:
-    frame = build(spark, variant, bootstrap, topic, batch)
+    base, _, extra = variant.partition("+")
+    settings = SETTINGS.get(extra, {})
+    for key, value in settings.items():
+        spark.conf.set(key, value)
+    try:
+        return _run(spark, base, variant, bootstrap, topic, batch)
+    finally:
+        for key in settings:
+            spark.conf.unset(key)
+
+
+def _run(spark, base: str, variant: str, bootstrap: str, topic: str, batch: int) -> dict:
+    frame = build(spark, base, bootstrap, topic, batch)
     checkpoint = tempfile.mkdtemp(prefix=f"bench-dataflow-{variant}-")
-    stateful = variant in ("dedup", "job", "facets_sql")
+    stateful = base in ("dedup", "job", "facets_sql")
     writer = (frame.writeStream.option("checkpointLocation", checkpoint).trigger(availableNow=True)
               .outputMode("update" if stateful else "append")
               .foreachBatch(lambda batch_frame, _: batch_frame.write.format("noop").mode("overwrite").save()))

@@ -1,7 +1,7 @@
 """End-to-end throughput over a backlog: the job, the job without its database, a batching Python consumer, and one
 update per message, side by side on the same events and the same MongoDB-protocol server.
 
-    .venv/bin/python bench/end_to_end.py [--events 1000000] [--batch 250000] [--users 10000] [--items 2000]
+    .venv/bin/python bench/end_to_end.py [--events 1000000] [--batch N (conf: 500000)] [--users 10000] [--items 2000]
                                          [--baseline-seconds 30] [--skip job,dry_run,peer,baseline]
                                          [--out .stack/bench/end_to_end.json]
 
@@ -122,7 +122,8 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--items", type=int, default=2_000)
-    parser.add_argument("--batch", type=int, default=250_000, help="records per micro-batch (the job and the peer)")
+    parser.add_argument("--batch", type=int,
+                        help="records per micro-batch, the job's and the peer's (default: conf's job.max_offsets_per_trigger)")
     parser.add_argument("--baseline-seconds", type=float, default=30)
     parser.add_argument("--skip", default="", help=f"comma-separated runs to leave out of {','.join(RUNS)}")
     parser.add_argument("--out", default=str(ROOT / ".stack" / "bench" / "end_to_end.json"))
@@ -134,6 +135,7 @@ def main() -> int:
     import peer_consumer
     from conf import load_config
     from interactions.verify import compare, read_topic, recompute_for
+    args.batch = args.batch or load_config(env={}).job.max_offsets_per_trigger
 
     results: dict = {"date": dt.date.today().isoformat(),
                      "machine": f"{os.cpu_count()} cores, {platform.machine()}, everything on one machine",

@@ -1,24 +1,26 @@
 """Sustained throughput and freshness of the running job, at fixed generator rates.
 
     .venv/bin/python bench/live.py [--rates 2000,5000,10000] [--seconds 60] [--warmup 20] [--trigger "1 second"]
-                                   [--side-trigger "10 seconds"] [--shuffle-partitions N] [--users 10000]
-                                   [--items 2000] [--dry-run] [--spark-conf KEY=VALUE ...]
-                                   [--out .stack/bench/live.json]
+                                   [--max-offsets N] [--shuffle-partitions N] [--users 10000] [--items 2000] [--dry-run] [--no-verify]
+                                   [--spark-conf KEY=VALUE ...] [--out .stack/bench/live.json]
 
 Starts its own Apache Kafka and MongoDB-protocol server (free ports, temporary folders). For each rate, on a fresh
 topic, database and checkpoint:
-  1. starts `spark-submit jobs/aggregate.py` (continuous trigger, all aggregates and alert rules on) and waits for
-     its queries to start;
-  2. runs the generator at that rate for warmup + seconds, sampling every second the Kafka lag (records in the
-     topic - records the job has processed, from its per-batch figures) and the CPU of each component;
-  3. during the measured window, produces a probe event every 200 ms (a user id nobody else has) and polls
-     `user_stats` for it: freshness = time from handing the probe to the producer to its document being readable;
+  1. starts `spark-submit jobs/aggregate.py` (continuous trigger, every output and the default alert rules on) and
+     waits for its query to start;
+  2. runs the generator at that rate for warmup + seconds, sampling every second the records in the topic and the
+     records the job has committed (the offsets of its checkpoint's last committed batch), the CPU of each
+     component and the resident memory of the job's JVM and Python processes;
+  3. during the measured window, produces a probe event every 200 ms (a user id nobody else has) and looks each one
+     up in `user_stats` by `_id` (one indexed find_one per probe and poll, never a scanning `$in`): freshness = time
+     from handing the probe to the producer to its document being readable. A probe never seen within 30 s of the
+     end counts as missing and as infinitely late in the percentiles;
   4. after the generator stops, waits for the job to catch up, stops it, and compares every document with the
      independent recomputation from the topic (a fast wrong run does not count).
-The job keeps up at a rate when its lag stays bounded: the highest lag in the second half of the window is at most
-the first half's plus one second of input, and it drains within 60 s after the generator stops.
---dry-run runs the job with its sinks computing every document but storing none: Spark's own ceiling (no
-freshness, no recomputation; the processed-record count is checked instead).
+processed/s is committed offsets over the window. The job keeps up at a rate when its lag stays bounded: the highest
+lag in the second half of the window is at most the first half's plus one second of input, and it drains within
+60 s after the generator stops. --dry-run: the job computes and builds every document but stores none (Spark's own
+ceiling; no freshness, no recomputation: the committed offsets are checked instead).
 """
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ from services import local_services  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
-QUERIES = ("aggregates", "records", "recent_users", "user_rate")  # the job's queries with the default alert rules
+QUERY = "interactions"  # the job's one streaming query
 
 
 @dataclass
@@ -59,6 +61,7 @@ class RateResult:
     freshness_s: dict = field(default_factory=dict)
     probes: int = 0
     probes_seen: int = 0
+    probes_missing: int = 0
     batches: int = 0
     batch_s_median: float = 0.0
     batch_s_max: float = 0.0
@@ -66,7 +69,9 @@ class RateResult:
     mongo_write_s_per_batch: float = 0.0
     upserts_per_s: float | None = None
     cores: dict = field(default_factory=dict)
-    queries: dict = field(default_factory=dict)  # per query: median batch ms, rows, addBatch ms, state commit ms
+    rss_mib: dict = field(default_factory=dict)   # at the end of the window, per component and program
+    rss_timeline: list = field(default_factory=list)  # (seconds into the window, rss_mib) every 5 minutes
+    phases: dict = field(default_factory=dict)    # medians after warm-up: batch ms, rows, addBatch ms, state commit
     correct: bool | None = None
     mismatches: list = field(default_factory=list)
 
@@ -108,7 +113,8 @@ class Probes:
         self._threads[1].join()
 
     def delays(self) -> list[float]:
-        return [self.seen[user] - sent for user, sent in self.sent.items() if user in self.seen]
+        """Every probe's delay; a probe never seen is infinitely late."""
+        return [self.seen[user] - sent if user in self.seen else float("inf") for user, sent in self.sent.items()]
 
     def _produce(self) -> None:
         number = 0
@@ -126,21 +132,21 @@ class Probes:
 
     def _poll(self) -> None:
         while not self._done.is_set():
-            pending = [user for user in list(self.sent) if user not in self.seen]
-            if pending:
-                for doc in self.users.find({"_id": {"$in": pending}}, {"_id": 1}):
-                    self.seen.setdefault(doc["_id"], time.time())
+            for user in [user for user in list(self.sent) if user not in self.seen]:
+                if self.users.find_one({"_id": user}, {"_id": 1}) is not None:  # indexed: one document read
+                    self.seen.setdefault(user, time.time())
             time.sleep(0.05)
 
 
 class LagSampler:
-    """Every second: records in the topic, and records processed by every query."""
+    """Every second: records in the topic, and records the job has committed (its checkpoint's offsets)."""
 
-    def __init__(self, bootstrap: str, topic: str, db):
+    def __init__(self, bootstrap: str, topic: str, checkpoint: Path):
         from confluent_kafka import Consumer, TopicPartition
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-lag"})
+        self.topic = topic
         self.partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        self.batches = db["batches"]
+        self.checkpoint = checkpoint
         self.samples: list[tuple[float, int, int]] = []  # (monotonic time, in topic, processed)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -155,12 +161,11 @@ class LagSampler:
         self.consumer.close()
 
     def sample(self) -> tuple[float, int, int]:
-        """Records processed = by the query furthest behind (each query reads the whole topic)."""
+        from interactions.status import checkpoint_offsets
+
         in_topic = sum(self.consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self.partitions)
-        read: dict[str, int] = {query: 0 for query in QUERIES}
-        for batch in self.batches.find({"input_rows": {"$exists": True}}, {"query": 1, "input_rows": 1}):
-            read[batch["query"]] = read.get(batch["query"], 0) + batch["input_rows"]
-        return time.monotonic(), in_topic, min(read.values())
+        done = checkpoint_offsets(str(self.checkpoint), QUERY).get(self.topic, {})
+        return time.monotonic(), in_topic, sum(int(offset) for offset in done.values())
 
     def _run(self) -> None:
         while not self._stop.wait(1.0):
@@ -169,18 +174,18 @@ class LagSampler:
 
 def start_job(work: Path, bootstrap: str, topic: str, uri: str, database: str, args) -> tuple[subprocess.Popen, Path]:
     log = work / f"job-{database}.log"
-    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"]}
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
+           "PIPELINE_MONGO_URI": uri}
     command = ["spark-submit", *[arg for conf in args.spark_conf for arg in ("--conf", conf)], "jobs/aggregate.py",
-               "--bootstrap-servers", bootstrap, "--topic", topic, "--mongo-uri", uri, "--database", database,
-               "--checkpoint-dir", str(work / f"checkpoint-{database}"),
-               "--trigger-interval", args.trigger, "--side-trigger-interval", args.side_trigger,
+               "--bootstrap-servers", bootstrap, "--topic", topic, "--database", database,
+               "--checkpoint-dir", str(work / f"checkpoint-{database}"), "--trigger-interval", args.trigger,
                "--max-offsets-per-trigger", str(args.max_offsets), "--prometheus-port", "0",
                "--starting-offsets", "earliest"] + (["--dry-run"] if args.dry_run else []) + \
         (["--shuffle-partitions", str(args.shuffle_partitions)] if args.shuffle_partitions else [])
     job = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
                            start_new_session=True)
     deadline = time.monotonic() + 180
-    while "started aggregates" not in log.read_text():
+    while f"started {QUERY}" not in log.read_text():
         if job.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"the job did not start; its log:\n{log.read_text()[-3000:]}")
         time.sleep(0.5)
@@ -224,7 +229,7 @@ def measure_rate(args, work: Path, broker, mongo, rate: int) -> RateResult:
              "--users", str(args.users), "--items", str(args.items),
              "--processes", str(1 if rate <= 50_000 else 2), "--progress-interval", "3600"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(work / f"generator-{rate}.log").open("w"))
-        lag = LagSampler(bootstrap, topic, db).start()
+        lag = LagSampler(bootstrap, topic, work / f"checkpoint-{database}").start()
         time.sleep(args.warmup)
         cpu = CpuSampler({"spark job": job.pid, "mongodb server": mongo.pid(), "kafka broker": broker.pid(),
                           "generator": generator.pid}).start()
@@ -233,6 +238,8 @@ def measure_rate(args, work: Path, broker, mongo, rate: int) -> RateResult:
         generator.wait()
         window_end = time.monotonic()
         cpu.stop()
+        result.rss_mib = cpu.rss_mib()
+        result.rss_timeline = cpu.rss_timeline
         if probes:
             probes.stop_producing()
         drain_started = time.monotonic()
@@ -261,7 +268,7 @@ def measure_rate(args, work: Path, broker, mongo, rate: int) -> RateResult:
     result.kept_up = (result.drain_s is not None and result.drain_s <= 60 and
                       result.lag_max_second_half <= result.lag_max_first_half + rate)
     result.cores = {name: round(value, 2) for name, value in cpu.cores().items()}
-    batches = list(db["batches"].find({"query": "aggregates", "input_rows": {"$gt": 0},
+    batches = list(db["batches"].find({"query": QUERY, "input_rows": {"$gt": 0},
                                        "processed_at": {"$exists": True}}).sort("batch_id", 1))[1:]  # not the first
     if batches:
         seconds = [b["duration_ms"] / 1000 for b in batches if "duration_ms" in b]
@@ -271,14 +278,16 @@ def measure_rate(args, work: Path, broker, mongo, rate: int) -> RateResult:
         result.mongo_write_s_per_batch = statistics.mean(b.get("mongo_write_ms", 0) for b in batches) / 1000
         mongo_s = sum(b.get("mongo_write_ms", 0) for b in batches) / 1000
         result.upserts_per_s = sum(b.get("changed_documents", 0) for b in batches) / mongo_s if mongo_s else None
-    result.queries = query_figures(db, window_start, window_end)
+    result.phases = phase_figures(db)
     if probes:
         delays = probes.delays()
-        result.probes, result.probes_seen = len(probes.sent), len(delays)
+        result.probes = len(delays)
+        result.probes_seen = sum(1 for d in delays if d != float("inf"))
+        result.probes_missing = result.probes - result.probes_seen
         if delays:
             result.freshness_s = {"p50": percentile(delays, 50), "p95": percentile(delays, 95),
                                   "p99": percentile(delays, 99), "max": max(delays)}
-        if result.drain_s is not None:
+        if result.drain_s is not None and not args.no_verify:
             records = read_topic(bootstrap, topic)
             report = compare(recompute_for(load_config(env={}), records), db)
             result.correct = report.ok
@@ -288,41 +297,51 @@ def measure_rate(args, work: Path, broker, mongo, rate: int) -> RateResult:
     return result
 
 
-def query_figures(db, window_start: float, window_end: float) -> dict:
-    """Medians per streaming query over its batches after the first two (warm-up): where the time goes."""
-    figures = {}
-    for query in db["batches"].distinct("query"):
-        batches = list(db["batches"].find({"query": query, "duration_ms": {"$exists": True},
-                                           "input_rows": {"$gt": 0}}).sort("batch_id", 1))[2:]
-        if batches:
-            figures[query] = {
-                "batches": len(batches),
-                "batch_ms": statistics.median(b["duration_ms"] for b in batches),
-                "rows": statistics.median(b["input_rows"] for b in batches),
-                "add_batch_ms": statistics.median(b.get("phases_ms", {}).get("addBatch", 0) for b in batches),
-                "state_commit_ms": statistics.median(b.get("state_commit_ms", 0) for b in batches)}
-    return figures
+def phase_figures(db) -> dict:
+    """Medians over the job's batches after the first two (warm-up): where a batch's time goes."""
+    batches = list(db["batches"].find({"query": QUERY, "duration_ms": {"$exists": True},
+                                       "input_rows": {"$gt": 0}}).sort("batch_id", 1))[2:]
+    if not batches:
+        return {}
+    return {"batches": len(batches), "batch_ms": statistics.median(b["duration_ms"] for b in batches),
+            "rows": statistics.median(b["input_rows"] for b in batches),
+            "add_batch_ms": statistics.median(b.get("phases_ms", {}).get("addBatch", 0) for b in batches),
+            "summary_ms": statistics.median(b.get("summary_ms", 0) for b in batches),
+            "connector_ms": statistics.median(b.get("mongo_write_ms", 0) for b in batches),
+            "derived_ms": statistics.median(b.get("derived_ms", 0) for b in batches),
+            "state_commit_ms": statistics.median(b.get("state_commit_ms", 0) for b in batches),
+            "state_rows": batches[-1].get("state_rows"),
+            "state_mib": (batches[-1].get("state_memory_bytes") or 0) / 2 ** 20}
 
 
 def print_table(results: list[RateResult]) -> None:
     print(f"\n{'rate/s':>8} {'in/s':>8} {'done/s':>8} {'lag 1st':>9} {'lag 2nd':>9} {'drain s':>8} {'keeps up':>8} "
-          f"{'p50 s':>6} {'p95 s':>6} {'p99 s':>6} {'batch s':>8} {'docs/b':>8} {'upsert/s':>8} {'correct':>7}")
+          f"{'p50 s':>6} {'p95 s':>6} {'p99 s':>6} {'missing':>7} {'batch s':>8} {'docs/b':>8} {'upsert/s':>8} "
+          f"{'correct':>7}")
     for r in results:
         f = r.freshness_s
         print(f"{r.rate:>8,} {r.produced_per_s:>8,.0f} {r.processed_per_s:>8,.0f} {r.lag_max_first_half:>9,} "
               f"{r.lag_max_second_half:>9,} {r.drain_s if r.drain_s is not None else float('nan'):>8.1f} "
               f"{'yes' if r.kept_up else 'NO':>8} {f.get('p50', float('nan')):>6.2f} "
               f"{f.get('p95', float('nan')):>6.2f} "
-              f"{f.get('p99', float('nan')):>6.2f} {r.batch_s_median:>8.2f} {r.documents_per_batch:>8,.0f} "
+              f"{f.get('p99', float('nan')):>6.2f} {r.probes_missing:>7} {r.batch_s_median:>8.2f} "
+              f"{r.documents_per_batch:>8,.0f} "
               f"{(r.upserts_per_s or 0):>8,.0f} {str(r.correct):>7}")
     print("\nCPU (cores busy, average over the measured window):")
     for r in results:
         print(f"{r.rate:>8,}/s  " + "  ".join(f"{name} {value:.2f}" for name, value in r.cores.items()))
-    print("\nPer query (medians after warm-up): batch ms / rows / addBatch ms / state commit ms:")
+    print("\nResident memory at the end of the window (MiB):")
     for r in results:
-        print(f"{r.rate:>8,}/s  " + "  ".join(
-            f"{q} {f['batch_ms']:.0f}/{f['rows']:.0f}/{f['add_batch_ms']:.0f}/{f['state_commit_ms']:.0f}"
-            for q, f in sorted(r.queries.items())))
+        print(f"{r.rate:>8,}/s  " + "  ".join(f"{name}: " + ", ".join(f"{p} {m:,.0f}" for p, m in programs.items())
+                                             for name, programs in r.rss_mib.items()))
+    print("\nA batch (medians after warm-up): ms / rows / addBatch / summary / connector / totals and lists / state "
+          "commit ms; state rows, MiB:")
+    for r in results:
+        f = r.phases
+        if f:
+            print(f"{r.rate:>8,}/s  {f['batch_ms']:.0f} / {f['rows']:.0f} / {f['add_batch_ms']:.0f} / "
+                  f"{f['summary_ms']:.0f} / {f['connector_ms']:.0f} / {f['derived_ms']:.0f} / "
+                  f"{f['state_commit_ms']:.0f}; {f['state_rows'] or 0:,} rows, {f['state_mib']:.0f} MiB")
 
 
 def main() -> int:
@@ -330,18 +349,24 @@ def main() -> int:
     parser.add_argument("--rates", default="2000,5000,10000", help="comma-separated generator rates, events/s")
     parser.add_argument("--seconds", type=int, default=60, help="measured window per rate")
     parser.add_argument("--warmup", type=int, default=20, help="seconds of load before the window opens")
-    parser.add_argument("--trigger", default="1 second", help="the aggregates query's trigger interval")
-    parser.add_argument("--side-trigger", default="10 seconds", help="the other queries' trigger interval")
-    parser.add_argument("--shuffle-partitions", type=int, help="state partitions per stateful query (default: conf)")
-    parser.add_argument("--max-offsets", type=int, default=200_000, help="max offsets per trigger")
+    parser.add_argument("--trigger", help="the job's trigger interval (default: conf's job.trigger_interval)")
+    parser.add_argument("--shuffle-partitions", type=int, help="state partitions (default: conf)")
+    parser.add_argument("--max-offsets", type=int,
+                        help="records per micro-batch at most (default: conf's job.max_offsets_per_trigger)")
     parser.add_argument("--drain-timeout", type=float, default=120)
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--items", type=int, default=2_000)
     parser.add_argument("--dry-run", action="store_true", help="sinks store nothing: Spark's own ceiling")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="skip the recomputation at the end (it holds every record in memory: not for an hour's)")
     parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
                         help="extra Spark setting for the job (repeatable), e.g. a profiler's JVM options")
     parser.add_argument("--out", default=str(ROOT / ".stack" / "bench" / "live.json"))
     args = parser.parse_args()
+    from conf import load_config
+    job = load_config(env={}).job
+    args.trigger = args.trigger or job.trigger_interval
+    args.max_offsets = args.max_offsets or job.max_offsets_per_trigger
 
     results: list[RateResult] = []
     with local_services("bench-live-") as (work, broker, mongo):
@@ -352,7 +377,7 @@ def main() -> int:
     print_table(results)
     report = {"date": dt.date.today().isoformat(),
               "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
-              "trigger": args.trigger, "side_trigger": args.side_trigger,
+              "trigger": args.trigger, "max_offsets_per_trigger": args.max_offsets,
               "shuffle_partitions": args.shuffle_partitions, "spark_conf": args.spark_conf,
               "users": args.users, "items": args.items, "dry_run": args.dry_run,
               "results": [asdict(r) for r in results]}

@@ -130,16 +130,18 @@ def ranked(values: Iterable[tuple[str, int]], n: int) -> list[tuple[str, int]]:
     return sorted(values, key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
-def collection_writers(topic: str) -> dict[str, Callable[[DataFrame, int], DataFrame]]:
+def collection_writers(topic: str, archive: bool) -> dict[str, Callable[[DataFrame, int], DataFrame]]:
     """Collection -> its documents from one batch's totals (what the connector writes, by `_id`)."""
-    return {
+    writers: dict[str, Callable[[DataFrame, int], DataFrame]] = {
         USER_STATS: lambda t, b: user_stats(t),
         ITEM_STATS: lambda t, b: item_stats(t),
         **{name: (lambda t, b, f=facet: window_counts(t, f)) for facet, name in WINDOW_COLLECTIONS.items()},
         DEAD_LETTERS: lambda t, b: dead_letters(t, topic, b),
         LATE_EVENTS: lambda t, b: late_events(t, topic, b),
-        EVENTS_RAW: lambda t, b: archived_events(t, topic),
     }
+    if archive:
+        writers[EVENTS_RAW] = lambda t, b: archived_events(t, topic)
+    return writers
 
 
 FACET_OF = {USER_STATS: USER, ITEM_STATS: ITEM, MINUTE_COUNTS: MINUTE, HOURLY_COUNTS: HOUR, DAILY_COUNTS: DAY,

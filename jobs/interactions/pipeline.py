@@ -81,7 +81,8 @@ def sink_settings(config: PipelineConfig, dry_run: bool = False) -> SinkSettings
         uri=store.uri, database=store.database, topic=config.kafka.topic, write_batch_size=store.write_batch_size,
         top_n_users=job.top_n_users, top_n_items=job.top_n_items, top_n_users_last_hour=job.top_n_users_last_hour,
         recent_window=dt.timedelta(seconds=parse_duration_seconds(job.recent_window)),
-        recent_slide=dt.timedelta(seconds=parse_duration_seconds(job.recent_slide)), dry_run=dry_run)
+        recent_slide=dt.timedelta(seconds=parse_duration_seconds(job.recent_slide)), archive=job.archive_raw_events,
+        dry_run=dry_run)
 
 
 def retention_seconds(config: PipelineConfig) -> dict[str, float | None]:

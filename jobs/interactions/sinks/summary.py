@@ -7,6 +7,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -45,29 +47,28 @@ class Summary:
 
 
 def summary_frame(totals: DataFrame) -> DataFrame:
-    """The driver's share, as one frame: the summary facets' narrow columns, and a count of every other facet's rows
-    (passing records, hours, days)."""
-    narrow = totals.where(F.col("facet").isin(*SUMMARY_FACETS)).select(
-        "facet", "key", "ftype", "fplatform", "start", "interactions", "purchase", "revenue", "valid_records",
-        "dead_letters", "late_events", "last_event_time",
-        (F.col("first_batch_time") == F.col("batch_time")).alias("new"), "batch_time",
-        F.lit(None).cast("long").alias("rows"))
-    counts = totals.where(~F.col("facet").isin(*SUMMARY_FACETS)).groupBy("facet").agg(
-        F.count(F.lit(1)).alias("rows"))
-    return narrow.unionByName(counts, allowMissingColumns=True)
+    """The driver's share, as one frame, one Spark job, no shuffle: every row's facet, and the summary facets'
+    narrow columns (null for the other facets' rows, which the driver only counts)."""
+    wanted = F.col("facet").isin(*SUMMARY_FACETS)
+    columns = ("key", "ftype", "fplatform", "start", "interactions", "purchase", "revenue", "valid_records",
+               "dead_letters", "late_events", "last_event_time", "batch_time")
+    return totals.select("facet", *[F.when(wanted, F.col(c)).alias(c) for c in columns],
+                         F.when(wanted, F.col("first_batch_time") == F.col("batch_time")).alias("new"))
 
 
 def collect_summary(totals: DataFrame) -> Summary:
-    return summarize(summary_frame(totals).toArrow().to_pylist())
+    table = summary_frame(totals).toArrow()
+    counts = dict(zip(*[c.to_pylist() for c in pc.value_counts(table.column("facet")).flatten()]))
+    wanted = table.filter(pc.is_in(table.column("facet"), value_set=pa.array(SUMMARY_FACETS)))
+    summary = summarize(wanted.to_pylist())
+    summary.documents = {facet: int(n) for facet, n in counts.items()}
+    return summary
 
 
 def summarize(rows: list[dict[str, Any]]) -> Summary:
     summary = Summary()
     for row in rows:
         facet = row["facet"]
-        if row.get("rows") is not None:  # a count of passing records
-            summary.documents[facet] = int(row["rows"])
-            continue
         summary.documents[facet] = summary.documents.get(facet, 0) + 1
         summary.batch_time = row["batch_time"] or summary.batch_time
         if facet == GLOBAL:
