@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -27,7 +26,7 @@ from pyspark.sql import DataFrame
 from interactions import QUERY
 from interactions import documents as docs
 from interactions.sinks import top_lists, totals
-from interactions.sinks.connector import replace_documents
+from interactions.sinks.connector import replace_documents, run_side_by_side
 from interactions.sinks.recent_users import RecentUsers
 from interactions.sinks.summary import Summary, busiest_users, collect_summary
 
@@ -113,16 +112,17 @@ class BatchWriter:
     def _write_documents(self, batch: DataFrame, batch_id: int, summary: Summary) -> tuple[dict[str, int], float]:
         """Every collection of whole documents this batch changed, through the connector: (documents per
         collection, seconds). One Spark job per collection, run side by side: each job's fixed cost (~0.1 s here)
-        overlaps the others' waiting on MongoDB."""
+        overlaps the others' waiting on MongoDB; the first failure cancels the others and is raised for the retry."""
         began = time.monotonic()
         written = {collection: summary.documents.get(docs.FACET_OF[collection], 0) for collection in self.writers}
         written = {collection: rows for collection, rows in written.items() if rows}
-        if not self.settings.dry_run and written:
-            s = self.settings
-            with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="connector") as pool:
-                for future in [pool.submit(self.write, self.writers[collection](batch, batch_id), s.uri, s.database,
-                                           collection, s.write_batch_size) for collection in written]:
-                    future.result()
+        if self.settings.dry_run or not written:
+            return written, time.monotonic() - began
+        s = self.settings
+        run_side_by_side(batch.sparkSession.sparkContext, {
+            collection: (lambda c=collection: self.write(self.writers[c](batch, batch_id), s.uri, s.database, c,
+                                                         s.write_batch_size))
+            for collection in written}, WRITERS, f"{QUERY} batch {batch_id}")
         return written, time.monotonic() - began
 
     def _recent_users(self, db, summary: Summary, batch_id: int) -> None:
