@@ -39,7 +39,9 @@ def produce(bootstrap: str, topic: str, days: float, per_minute: int, users: int
     from generator.topics import CREATE_TIME, TIMESTAMP_TYPE_KEY
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 4, 1, config={TIMESTAMP_TYPE_KEY: CREATE_TIME})])[topic].result(60)
+    # records stamped weeks ago: without retention.ms=-1 the broker's time-based retention would delete them at once
+    admin.create_topics([NewTopic(topic, 4, 1, config={TIMESTAMP_TYPE_KEY: CREATE_TIME, "retention.ms": "-1"})]
+                        )[topic].result(60)
     count = int(days * 24 * 60 * per_minute)
     settings = StreamSettings(seed=5, users=users, items=items, start_time=START.timestamp(), rate=per_minute / 60,
                               malformed_ratio=0.01, duplicate_ratio=0.01).resolved()
@@ -68,12 +70,16 @@ def _event_millis(payload: str) -> float | None:
 def run_job(bootstrap: str, topic: str, mongo_uri: str, database: str, checkpoint: Path, batch: int) -> None:
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
            "PIPELINE_ALERTS_RULES_FILE": "", "PIPELINE_HEALTH_PROMETHEUS_PORT": "0", "PIPELINE_MONGO_URI": mongo_uri}
-    result = subprocess.run(["spark-submit", "jobs/aggregate.py", "--bootstrap-servers", bootstrap, "--topic", topic,
-                             "--database", database, "--checkpoint-dir", str(checkpoint), "--dry-run",
-                             "--max-offsets-per-trigger", str(batch), "--available-now"],
-                            cwd=ROOT, env=env, capture_output=True, text=True)
+    log = checkpoint.parent / "job.log"
+    with log.open("w") as output:
+        result = subprocess.run(["spark-submit", "jobs/aggregate.py", "--bootstrap-servers", bootstrap, "--topic",
+                                 topic, "--database", database, "--checkpoint-dir", str(checkpoint), "--dry-run",
+                                 "--max-offsets-per-trigger", str(batch), "--available-now"],
+                                cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     if result.returncode != 0:
-        raise SystemExit(f"the job failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        causes = [line for line in log.read_text().splitlines()
+                  if ("Error" in line or line.startswith("Caused by")) and not line.startswith("\tat ")]
+        raise SystemExit("the job failed (log: {}):\n{}".format(log, "\n".join(causes[-20:])))
 
 
 def main() -> int:

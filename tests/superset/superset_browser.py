@@ -93,6 +93,9 @@ class Browser:
     def type_into(self, css: str, text: str) -> None:
         self._session_call("POST", f"/element/{self.find(css)}/value", {"text": text})
 
+    def clear(self, css: str) -> None:
+        self._session_call("POST", f"/element/{self.find(css)}/clear", {})
+
     def click(self, css: str) -> None:
         self._session_call("POST", f"/element/{self.find(css)}/click", {})
 
@@ -195,12 +198,26 @@ def all_settled(count: int) -> Callable[[list[dict]], bool]:
     return lambda states: len(states) == count and all(s["state"] in ("drawn", "error", "no data") for s in states)
 
 
-def log_in(browser: Browser, url: str, username: str, password: str, then: str, timeout: float = 120) -> None:
-    """The login form, as a user fills it in, going straight on to the page `then` (a path)."""
+def log_in(browser: Browser, url: str, username: str, password: str, then: str, timeout: float = 120,
+           attempts: int = 3) -> None:
+    """The login form, as a user fills it in, going straight on to the page `then` (a path). A form still showing
+    30 s after submitting (seen under load: typed into before the page's script had settled, it submitted empty) is
+    cleared, filled in and submitted again, as a user would, up to `attempts` times."""
+    path = then.split("?")[0]
+    where = (f"return location.pathname === {json.dumps(path)} ? 'in' : "
+             "(document.querySelector('[data-test=username-input]') ? 'form' : 'loading')")
     browser.get(f"{url}/login/?next={urllib.parse.quote(then, safe='/?=&')}")
-    browser.wait_for("return document.querySelector('[data-test=username-input]') !== null", timeout, "the login form")
-    browser.type_into("[data-test=username-input]", username)
-    browser.type_into("[data-test=password-input]", password)
-    browser.click("[data-test=login-button]")
-    browser.wait_for("return location.pathname", timeout, f"{then} after logging in",
-                     until=lambda path: path == then.split("?")[0])
+    for attempt in range(1, attempts + 1):
+        if browser.wait_for(where, timeout, "the login form", until=lambda state: state != "loading") == "in":
+            return
+        for field, text in (("username", username), ("password", password)):
+            browser.clear(f"[data-test={field}-input]")
+            browser.type_into(f"[data-test={field}-input]", text)
+        browser.click("[data-test=login-button]")
+        try:
+            browser.wait_for(where, timeout if attempt == attempts else 30, f"{then} after logging in",
+                             until=lambda state: state == "in")
+            return
+        except AssertionError:
+            if attempt == attempts:
+                raise
