@@ -80,7 +80,8 @@ def batch_figures(db, began: dt.datetime, wall_s: float) -> dict:
             "batch_ms": [b["duration_ms"] for b in batches],
             "connector_ms": [b.get("mongo_write_ms", 0) for b in batches],
             "derived_ms": [b.get("derived_ms", 0) for b in batches],
-            "documents_written": written, "documents_per_s_while_writing": written / connector_s if connector_s else None}
+            "documents_written": written,
+            "documents_per_s_while_writing": written / connector_s if connector_s else None}
 
 
 def baseline(bootstrap: str, topic: str, mongo_uri: str, database: str, seconds: float) -> dict:
@@ -123,7 +124,8 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--items", type=int, default=2_000)
     parser.add_argument("--batch", type=int,
-                        help="records per micro-batch, the job's and the peer's (default: conf's job.max_offsets_per_trigger)")
+                        help="records per micro-batch, the job's and the peer's "
+                             "(default: conf's job.max_offsets_per_trigger)")
     parser.add_argument("--baseline-seconds", type=float, default=30)
     parser.add_argument("--skip", default="", help=f"comma-separated runs to leave out of {','.join(RUNS)}")
     parser.add_argument("--out", default=str(ROOT / ".stack" / "bench" / "end_to_end.json"))

@@ -1,7 +1,8 @@
 """Sustained throughput and freshness of the running job, at fixed generator rates.
 
-    .venv/bin/python bench/live.py [--rates 2000,5000,10000] [--seconds 60] [--warmup 20] [--trigger "1 second"]
-                                   [--max-offsets N] [--shuffle-partitions N] [--users 10000] [--items 2000] [--dry-run] [--no-verify]
+    .venv/bin/python bench/live.py [--rates 2000,5000,10000] [--seconds 60] [--warmup 300] [--trigger "1 second"]
+                                   [--max-offsets N] [--shuffle-partitions N] [--users 10000] [--items 2000]
+                                   [--dry-run] [--no-verify]
                                    [--spark-conf KEY=VALUE ...] [--out .stack/bench/live.json]
 
 Starts its own Apache Kafka and MongoDB-protocol server (free ports, temporary folders). For each rate, on a fresh
@@ -348,7 +349,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rates", default="2000,5000,10000", help="comma-separated generator rates, events/s")
     parser.add_argument("--seconds", type=int, default=60, help="measured window per rate")
-    parser.add_argument("--warmup", type=int, default=20, help="seconds of load before the window opens")
+    parser.add_argument("--warmup", type=int, default=300,
+                        help="seconds of load before the window opens (default 300: the deduplication's state fills "
+                             "for about twice job.duplicate_window before it is at its steady size)")
     parser.add_argument("--trigger", help="the job's trigger interval (default: conf's job.trigger_interval)")
     parser.add_argument("--shuffle-partitions", type=int, help="state partitions (default: conf)")
     parser.add_argument("--max-offsets", type=int,

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/sink_ceiling.py [--uri URI] [--keys 10000] [--bulk 5000] [--repeats 3]
                                            [--per-message-seconds 5]
-                                           [--patterns upsert,replace,insert,delete_insert,per_message,reads]
+                                           [--patterns upsert,replace,replace_indexed,insert,delete_insert,
+                                                       per_message,reads]
                                            [--out .stack/bench/sink_ceiling.json]
 
 Without --uri it starts the project's own server (stack.MongoServer, SecantusDB --standalone, free port, temporary
@@ -12,6 +13,7 @@ a float, two datetimes, a string), written in bulks of --bulk (the job's 5000) w
 with `retryWrites=False`; the figure is the median of --repeats runs:
   upsert         UpdateOne({_id}, {$set: doc}, upsert=True): new keys, then the same keys again (existing)
   replace        ReplaceOne({_id}, doc, upsert=True) over existing keys
+  replace_indexed  the same with a secondary index on `interactions` (what every index costs each write)
   insert         insert_many of the same documents
   delete_insert  delete_many({_id: {$in: chunk}}) then insert_many(chunk) over existing keys (a rewrite)
   per_message    one update_one($inc, upsert=True) per message, the seeds' design, for --per-message-seconds
@@ -40,7 +42,7 @@ from interactions.schema import INTERACTION_TYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 BULK = 5000  # the job's write batch size
-PATTERNS = ("upsert", "replace", "insert", "delete_insert", "per_message", "reads")
+PATTERNS = ("upsert", "replace", "replace_indexed", "insert", "delete_insert", "per_message", "reads")
 log = logging.getLogger("sink_ceiling")
 START = dt.datetime(2026, 11, 28, tzinfo=dt.timezone.utc)
 
@@ -94,6 +96,14 @@ def replace(collection, keys: int, bulk: int) -> dict[str, float]:
     return {"replace_existing": keys / timed(lambda: bulk_all(collection, operations, bulk))}
 
 
+def replace_indexed(collection, keys: int, bulk: int) -> dict[str, float]:
+    """`replace` with one secondary index on `interactions`, which every write must also maintain."""
+    from pymongo import DESCENDING
+
+    collection.create_index([("interactions", DESCENDING)])
+    return {"replace_existing_indexed": replace(collection, keys, bulk)["replace_existing"]}
+
+
 def insert(collection, keys: int, bulk: int) -> dict[str, float]:
     documents = [user_document(i) for i in range(keys)]
     return {"insert": keys / timed(lambda: insert_all(collection, documents, bulk))}
@@ -136,7 +146,8 @@ def measure(db, patterns: list[str], keys: int, bulk: int, repeats: int, seconds
         for repeat in range(repeats):
             collection = db[f"{pattern}_{repeat}"]
             collection.drop()
-            run = {"upsert": upsert, "replace": replace, "insert": insert, "delete_insert": delete_insert,
+            run = {"upsert": upsert, "replace": replace, "replace_indexed": replace_indexed, "insert": insert,
+                   "delete_insert": delete_insert,
                    "reads": reads, "per_message": lambda c, k, _: per_message(c, k, seconds)}[pattern]
             figures = run(collection, keys, bulk)
             collection.drop()
