@@ -25,10 +25,7 @@ The first round also warms the JVM; every figure is seconds for all events and e
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from report import write_report
 from services import local_services
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,11 +150,7 @@ def main() -> int:
     for variant, figures in summary.items():
         print(f"{variant:<14}{figures['median_seconds']:>10.1f}{figures['records_per_s']:>12,.0f}"
               f"{figures['state_rows']:>12,}{figures['state_memory_mb']:>11.0f}")
-    results = {"date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.machine()}",
-               "events": args.events, "batch": args.batch, "repeats": args.repeats, "summary": summary, "runs": runs}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out}")
+    write_report(args.out, events=args.events, batch=args.batch, repeats=args.repeats, summary=summary, runs=runs)
     return 0
 
 

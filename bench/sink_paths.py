@@ -17,16 +17,14 @@ Reported: documents/s per path and phase (median of the rounds). The database se
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from report import write_report
 from services import local_services
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,12 +134,8 @@ def main() -> int:
     print(f"\n{'path':<20}{'insert docs/s':>15}{'replace docs/s':>16}")
     for path, figures in summary.items():
         print(f"{path:<20}{figures['insert']:>15,.0f}{figures['replace']:>16,.0f}")
-    results = {"date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.machine()}",
-               "events": args.events, "documents": counts, "rounds": args.rounds, "documents_per_s": summary,
-               "seconds": seconds}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out}")
+    write_report(args.out, events=args.events, documents=counts, rounds=args.rounds, documents_per_s=summary,
+                 seconds=seconds)
     return 0
 
 

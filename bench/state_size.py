@@ -17,12 +17,12 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from report import write_report
 from services import local_services
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,12 +115,8 @@ def main() -> int:
         if at:
             marks[day] = at[-1]
             print(f"{day:<22}{at[-1]['state_rows']:>12,}{at[-1]['state_mib']:>11.1f}")
-    results = {"date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores, {platform.machine()}",
-               "days": args.days, "events_per_minute": args.events_per_minute, "users": args.users,
-               "items": args.items, "produced": produced, "by_day": marks, "batches": rows}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    print(f"wrote {args.out}")
+    write_report(args.out, days=args.days, events_per_minute=args.events_per_minute, users=args.users,
+                 items=args.items, produced=produced, by_day=marks, batches=rows)
     return 0
 
 
