@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
           "sink s: docs/batch at the sink's ceiling")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
-        "benchmark": "cluster_scaling", "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": "cluster_scaling", "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "sink_ceiling_upserts_per_s": round(ceiling),

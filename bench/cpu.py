@@ -82,7 +82,7 @@ class CpuSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "CpuSampler":
+    def start(self) -> CpuSampler:
         self.started = time.monotonic()
         self.machine_first = _machine_ticks()
         self._sample()

@@ -42,15 +42,15 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "superset"))  # the WebDriver client the browser tests use
 
 from dashboard_data import Shape, seed  # noqa: E402
-from superset_browser import (BROWSER_WIDTH, CHART_STATES_JS, DASHBOARD, DASHBOARD_PATH, Browser,  # noqa: E402
-                              all_settled)
+from superset_browser import BROWSER_WIDTH, CHART_STATES_JS, DASHBOARD, DASHBOARD_PATH, Browser, all_settled  # noqa: E402
 
 PROVISION = ROOT / "superset" / "provision"
 SIZES = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "month": dt.timedelta(days=30)}
@@ -250,7 +250,7 @@ def print_table(size: str, documents: dict[str, int], result: dict) -> None:
 
 def machine() -> dict[str, Any]:
     return {"host": platform.node(), "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-            "python": platform.python_version(), "date": dt.datetime.now(dt.timezone.utc).isoformat()}
+            "python": platform.python_version(), "date": dt.datetime.now(dt.UTC).isoformat()}
 
 
 @contextlib.contextmanager
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         "chart": CHART_TARGET_S, "dashboard": DASHBOARD_TARGET_S}, "sizes": {}}
     with services(work) as (mongo, superset):
         for size in sizes:
-            now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+            now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
             shape = Shape(span=SIZES[size] + AHEAD[size], end=now + AHEAD[size],
                           user_documents=args.month_users if size == "month" else 10_000)
             database = f"dashboard_{size}"

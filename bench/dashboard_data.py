@@ -16,8 +16,8 @@ import math
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 INTERACTION_TYPES = ("login", "logout", "view", "click", "scroll", "add_to_cart", "purchase")
 TYPE_SHARE = {"login": 0.05, "logout": 0.04, "view": 0.42, "click": 0.24, "scroll": 0.16, "add_to_cart": 0.06,
@@ -33,6 +33,7 @@ log = logging.getLogger("dashboard_data")
 class Shape:
     """How much the job has seen: `span` of event time ending at `end`, at `rate` events/s, by `users` users on
     `items` items (`user_stats` holds `user_documents` documents: the issue asks for 1M in the month)."""
+
     span: dt.timedelta
     end: dt.datetime
     rate: float = 1000.0

@@ -54,9 +54,9 @@ def produce(bootstrap: str, topic: str, events: int) -> None:
 
 
 def build(spark, variant: str, bootstrap: str, topic: str, batch: int):
+    import spark_sql_baseline as sql
     from pyspark.sql import functions as F
 
-    import spark_sql_baseline as sql
     from interactions import dataflow
     from interactions.source import kafka_records
 

@@ -50,7 +50,7 @@ def run_job(bootstrap: str, topic: str, mongo_uri: str, database: str, checkpoin
     """(when the process started, seconds it ran)."""
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
            "PIPELINE_ALERTS_RULES_FILE": "", "PIPELINE_HEALTH_PROMETHEUS_PORT": "0", "PIPELINE_MONGO_URI": mongo_uri}
-    began, started = dt.datetime.now(dt.timezone.utc), time.monotonic()
+    began, started = dt.datetime.now(dt.UTC), time.monotonic()
     result = subprocess.run(["spark-submit", "jobs/aggregate.py", "--bootstrap-servers", bootstrap, "--topic", topic,
                              "--database", database, "--checkpoint-dir", str(checkpoint),
                              "--max-offsets-per-trigger", str(batch), "--available-now", *flags],
@@ -132,9 +132,9 @@ def main() -> int:
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
+    import peer_consumer
     from pymongo import MongoClient
 
-    import peer_consumer
     from conf import load_config
     from interactions.verify import compare, read_topic, recompute_for
     args.batch = args.batch or load_config(env={}).job.max_offsets_per_trigger

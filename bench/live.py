@@ -96,7 +96,7 @@ class Probes:
         self._threads = [threading.Thread(target=self._produce, daemon=True),
                          threading.Thread(target=self._poll, daemon=True)]
 
-    def start(self) -> "Probes":
+    def start(self) -> Probes:
         for thread in self._threads:
             thread.start()
         return self
@@ -122,7 +122,7 @@ class Probes:
         while not self._stop.wait(self.interval):
             number += 1
             user = f"probe-{self.run}-{number:05d}"
-            now = dt.datetime.now(dt.timezone.utc)
+            now = dt.datetime.now(dt.UTC)
             event = {"event_id": uuid.uuid4().hex, "user_id": user, "item_id": None, "interaction_type": "login",
                      "platform": "web", "session_id": f"s-{user}", "country": "DE", "price": None,
                      "quantity": None,
@@ -152,7 +152,7 @@ class LagSampler:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "LagSampler":
+    def start(self) -> LagSampler:
         self._thread.start()
         return self
 

@@ -47,7 +47,8 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Iterable, Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import orjson
 import polars as pl
@@ -58,7 +59,7 @@ from contract.validation import invalid_reason, payload_text
 
 log = logging.getLogger("peer_consumer")
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 ONE_US = dt.timedelta(microseconds=1)
 MINUTE_US = 60_000_000
@@ -71,6 +72,7 @@ LONG_END = 2 ** 63  # quantity is a signed 64-bit integer
 @dataclasses.dataclass
 class PeerResult:
     """What one run did; `events` are counted events (valid, not late, not duplicates)."""
+
     records: int = 0
     events: int = 0
     duplicates: int = 0
@@ -186,6 +188,7 @@ def text_of(value: bytes | None) -> str | None:
 @dataclasses.dataclass
 class Batch:
     """One batch of records sorted into counted events (as columns), set-aside records and counts."""
+
     number: int
     ranges: dict[int, tuple[int, int]]        # partition -> [first offset, end offset)
     records: int = 0
@@ -569,6 +572,7 @@ class Reader:
 @dataclasses.dataclass
 class Prepared:
     """A batch ready to write: its documents, computed while the previous batch was being written."""
+
     batch: Batch
     floor_us: int
     max_ts_before_ms: int | None

@@ -35,8 +35,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from interactions.schema import INTERACTION_TYPES
 
@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BULK = 5000  # the job's write batch size
 PATTERNS = ("upsert", "replace", "replace_indexed", "insert", "delete_insert", "per_message", "reads")
 log = logging.getLogger("sink_ceiling")
-START = dt.datetime(2026, 11, 28, tzinfo=dt.timezone.utc)
+START = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
 
 
 def user_document(i: int, generation: int = 0) -> dict:

@@ -33,7 +33,7 @@ BULK = 5000
 
 
 def batch_documents(spark, bootstrap: str, topic: str) -> dict:
-    """collection -> cached DataFrame of the documents one batch over the whole topic writes."""
+    """Collection -> cached DataFrame of the documents one batch over the whole topic writes."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
     from interactions import aggregates, dataflow, documents, facets

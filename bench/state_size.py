@@ -26,7 +26,7 @@ from report import write_report
 from services import local_services
 
 ROOT = Path(__file__).resolve().parents[1]
-START = dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)  # a Monday, 00:00 UTC
+START = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)  # a Monday, 00:00 UTC
 
 
 def produce(bootstrap: str, topic: str, days: float, per_minute: int, users: int, items: int) -> int:

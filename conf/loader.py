@@ -4,10 +4,11 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-from importlib import resources
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 DEFAULT_PATH = Path(__file__).with_name("pipeline.toml")
 ENV_PREFIX = "PIPELINE_"
@@ -36,7 +37,7 @@ class KafkaConfig:
             raise ConfigError(f"kafka.starting_timestamp must be an ISO-8601 time, got {self.starting_timestamp!r}") \
                 from None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.timezone.utc)
+            when = when.replace(tzinfo=dt.UTC)
         return int(when.timestamp() * 1000)
 
     def validate(self) -> None:
@@ -159,6 +160,7 @@ class HealthConfig:
 @dataclass(frozen=True)
 class RetentionConfig:
     """How long MongoDB keeps each collection's documents (a TTL index); "" keeps them for ever."""
+
     minute_counts: str
     hourly_counts: str
     daily_counts: str
@@ -187,7 +189,7 @@ class PipelineConfig:
     retention: RetentionConfig
     source: str = field(default=str(DEFAULT_PATH), compare=False)
 
-    def replace(self, section: str, **values: Any) -> "PipelineConfig":
+    def replace(self, section: str, **values: Any) -> PipelineConfig:
         """A copy with some keys of one section changed (validated like any other source)."""
         return _apply(self, {section: values}, origin="override")
 

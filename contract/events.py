@@ -8,7 +8,8 @@ One JSON object per Kafka message, keyed by user_id:
 
 Required (non-null): event_id, user_id, interaction_type, platform, session_id, event_time, and item_id for the
 item interactions (view, click, scroll, add_to_cart, purchase; login and logout carry item_id null).
-Optional: price (finite number, >= 0, on add_to_cart and purchase), quantity (int >= 1, same), country (ISO 3166 alpha-2).
+Optional: price (finite number, >= 0, on add_to_cart and purchase), quantity (int >= 1, same),
+country (ISO 3166 alpha-2).
 event_time is ISO-8601 in UTC with milliseconds. Revenue of a purchase is price * quantity (quantity defaults to 1).
 """
 from __future__ import annotations

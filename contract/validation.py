@@ -33,7 +33,7 @@ from typing import Any
 
 from contract.events import FIELD_TYPES, INTERACTION_TYPES, ITEM_INTERACTIONS, PLATFORMS, REQUIRED_FIELDS
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 TIME_FORMAT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$")
 LONG_RANGE = range(-(2 ** 63), 2 ** 63)
 

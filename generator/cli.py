@@ -15,13 +15,21 @@ import os
 import signal
 import sys
 import time
-from datetime import datetime, timezone
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn
 
 from conf import ConfigError, load_config
 from generator.pacing import Burst, Schedule, parse_burst
-from generator.producer import (BrokerUnreachable, ProducerPlan, ProducerTotals, Stop, concatenate, ensure_topic,
-                                run_producer)
+from generator.producer import (
+    BrokerUnreachable,
+    ProducerPlan,
+    ProducerTotals,
+    Stop,
+    concatenate,
+    ensure_topic,
+    run_producer,
+)
 from generator.settings import StreamSettings
 from generator.stream import KINDS
 
@@ -69,7 +77,7 @@ def _start_time(text: str) -> float:
         raise argparse.ArgumentTypeError(
             f"must be ISO-8601 (e.g. 2026-11-28T04:50:00Z) or epoch seconds, got {text!r}") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 

@@ -1,4 +1,4 @@
-"""The manifest: one JSON line per message the broker acknowledged, written from the delivery callback.
+r"""The manifest: one JSON line per message the broker acknowledged, written from the delivery callback.
 
     {"kind":"valid","key":"u004469","partition":2,"offset":17,"timestamp":1795842000123,"payload":"{\"event_id\":...}"}
     {"kind":"malformed","key":"u000862","partition":0,"offset":5,"payload":"{\"event_id\":\"2","defect":"broken_json"}
@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 
 class ManifestRecord(NamedTuple):

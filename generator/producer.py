@@ -10,8 +10,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import TextIO
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -35,7 +36,7 @@ class BrokerUnreachable(ConnectionError):
 
 def producer_config(bootstrap_servers: str, compression: str = "none",
                     overrides: dict[str, str] | None = None) -> dict:
-    """librdkafka settings for throughput: big batches, a short linger, a deep local queue, idempotent delivery.
+    """Librdkafka settings for throughput: big batches, a short linger, a deep local queue, idempotent delivery.
 
     Idempotence makes librdkafka's internal retries invisible to consumers, so the manifest (acknowledged messages)
     equals what the topic holds.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Callable
+from collections.abc import Callable
 
 from generator.catalog import Catalog, ZipfSampler, user_id
 from generator.settings import StreamSettings
@@ -130,7 +130,7 @@ def _weighted_table(values: list, weights: list[float], size: int = 100) -> list
     """A lookup table of `size` slots filled in proportion to the weights: table[int(random() * size)] samples."""
     total = sum(weights)
     table: list = []
-    for value, weight in zip(values, weights):
+    for value, weight in zip(values, weights, strict=True):
         table.extend([value] * round(weight / total * size))
     while len(table) < size:
         table.append(values[0])

@@ -58,7 +58,7 @@ class StreamSettings:
         require(self.start_time is None or math.isfinite(self.rate),
                 "--start-time needs a finite --rate (event times advance by 1/rate per event)")
 
-    def resolved(self) -> "StreamSettings":
+    def resolved(self) -> StreamSettings:
         """A copy with seed 0 replaced by a random seed, so the run can still be reproduced afterwards."""
         if self.seed:
             return self

@@ -14,8 +14,8 @@ import socket
 import subprocess
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POLL_INTERVAL_S = 0.1
@@ -59,10 +59,10 @@ class Service(ABC):
     def ports(self) -> Sequence[int]:
         return (self.port,)
 
-    def check_prerequisites(self) -> None:
+    def check_prerequisites(self) -> None:  # noqa: B027 (a hook: most services need none)
         """Raise StackError if something the server needs is missing (a binary, jars)."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 (a hook)
         """Write configuration, initialise storage: whatever must exist before the first start."""
 
     # --- files ----------------------------------------------------------------------------------------------------

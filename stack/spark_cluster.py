@@ -23,8 +23,9 @@ import shutil
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from stack.process import POLL_INTERVAL_S, Service, StackError, free_ports
 
@@ -191,11 +192,11 @@ class SparkCluster:
         self.master = SparkMaster(self.data_dir / "master", host, master_port, master_webui_port)
         self.workers = [
             SparkWorker(self.data_dir / f"worker-{i}", self.master, i, port, ui, worker_cores, worker_memory)
-            for i, (port, ui) in enumerate(zip(worker_ports, worker_webui_ports), start=1)]
+            for i, (port, ui) in enumerate(zip(worker_ports, worker_webui_ports, strict=True), start=1)]
 
     @classmethod
     def on_free_ports(cls, data_dir: str | os.PathLike[str], workers: int = 2, worker_cores: int = 1,
-                      worker_memory: str = "1g", host: str = "127.0.0.1") -> "SparkCluster":
+                      worker_memory: str = "1g", host: str = "127.0.0.1") -> SparkCluster:
         """A cluster whose every port is free right now (tests, benchmarks)."""
         ports = free_ports(2 + 2 * workers, host)
         return cls(data_dir, host, workers, worker_cores, worker_memory, master_port=ports[0],

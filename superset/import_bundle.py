@@ -34,13 +34,13 @@ def bundle_contents(bundle: Path, uri: str) -> dict[str, str]:
 
 def main(bundle: str, username: str) -> None:
     from flask import g
-
     from superset.app import create_app
 
     app = create_app()
     with app.app_context():
-        from superset import security_manager
         from superset.commands.importers.v1.assets import ImportAssetsCommand
+
+        from superset import security_manager
 
         g.user = security_manager.find_user(username=username)
         ImportAssetsCommand(bundle_contents(Path(bundle), os.environ[URI_VARIABLE])).run()

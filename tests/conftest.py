@@ -9,13 +9,13 @@ import os
 import re
 import sys
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
-
 from processes import Processes
-from stack import KafkaBroker, MongoServer, free_ports
 from waiting import wait_until
+
+from stack import KafkaBroker, MongoServer, free_ports
 
 # Spark's Python workers must run this environment's interpreter (they import the job's package); a session started
 # from Python reads PYSPARK_PYTHON, not spark-defaults' spark.pyspark.python (which spark-submit honours).

@@ -15,9 +15,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 GRACE_S = 10.0       # SIGTERM lets a JVM run its shutdown hooks (temporary files); then SIGKILL
 KILL_WAIT_S = 30.0   # after SIGKILL the kernel needs only to reap; longer means a process stuck in the kernel

@@ -20,6 +20,7 @@ from interactions import aggregates, facets, parsing
 @dataclass(frozen=True)
 class Settings:
     """What decides how records are classified and aggregated; all of it is bound to the checkpoint."""
+
     topic: str
     allowed_lateness_s: float        # job.watermark_delay: later than this after its event time is late
     max_future_skew_s: float         # job.max_future_skew: further ahead of the broker's clock is a dead letter

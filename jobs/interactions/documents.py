@@ -6,7 +6,7 @@ docs/collections.md is the contract these functions implement.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -96,7 +96,7 @@ def window_id(start: Column, interaction_type: Column, platform: Column) -> Colu
 
 def window_key(start: dt.datetime, interaction_type: str, platform: str) -> str:
     """window_id in Python (the same text)."""
-    return f"{start.astimezone(dt.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}|{interaction_type}|{platform}"
+    return f"{start.astimezone(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}|{interaction_type}|{platform}"
 
 
 def _facet(totals: DataFrame, facet: str) -> DataFrame:

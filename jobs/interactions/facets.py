@@ -25,7 +25,7 @@ aggregates as one Spark aggregation over a 6-way explode cost ~15 us (bench/data
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import polars as pl
 import pyarrow as pa
@@ -122,7 +122,7 @@ def _items(events: pl.DataFrame) -> pl.DataFrame:
 
 
 def _sketches(events: pl.DataFrame, key: str, value: str) -> dict[str, bytes]:
-    """key -> serialized HLL sketch of its distinct values among these events."""
+    """Key -> serialized HLL sketch of its distinct values among these events."""
     out: dict[str, bytes] = {}
     pairs = events.filter(pl.col(value).is_not_null()).select(key, value).unique()
     for k, values in pairs.group_by(key).agg(pl.col(value)).iter_rows():

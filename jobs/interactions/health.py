@@ -12,7 +12,8 @@ import datetime as dt
 import json
 import logging
 import threading
-from typing import Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from pymongo import ASCENDING, MongoClient
 from pymongo.collection import Collection
@@ -35,7 +36,7 @@ def batch_metrics(query: str, progress: Mapping[str, Any], set_aside: Mapping[st
         duration = (progress.get("durationMs") or {}).get("triggerExecution", 0)
     figures: dict[str, Any] = {
         "_id": f"{query}:{batch_id}", "query": query, "batch_id": batch_id,
-        "recorded_at": _time(progress.get("timestamp")) or dt.datetime.now(dt.timezone.utc),
+        "recorded_at": _time(progress.get("timestamp")) or dt.datetime.now(dt.UTC),
         "input_rows": int(progress.get("numInputRows") or 0),
         "input_rows_per_second": float(progress.get("inputRowsPerSecond") or 0.0),
         "processed_rows_per_second": float(progress.get("processedRowsPerSecond") or 0.0),
@@ -115,7 +116,7 @@ class PipelineHealth:
         self._server: Any = None
         self.bound_port: int | None = None
 
-    def start(self) -> "PipelineHealth":
+    def start(self) -> PipelineHealth:
         self._client = MongoClient(self.uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
         ensure_retention(self._client[self.database][PIPELINE_METRICS], self.retention_seconds)
         if self.prometheus_port:

@@ -18,7 +18,8 @@ import datetime as dt
 import json
 import math
 import re
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -32,7 +33,7 @@ EVENT_TIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9}
 TYPED_FIELDS = tuple(FIELD_TYPES.items())  # checked in the contract's order: the first wrong one is named
 LONG_MIN, LONG_MAX = -(2 ** 63), 2 ** 63 - 1
 _TYPES, _ITEM_TYPES, _PLATFORMS = frozenset(INTERACTION_TYPES), frozenset(ITEM_INTERACTIONS), frozenset(PLATFORMS)
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICROSECOND = dt.timedelta(microseconds=1)
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")

@@ -6,8 +6,9 @@ import datetime as dt
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
@@ -31,6 +32,7 @@ class RunMode:
     """How the query is triggered: continuously every interval, or once over what is available now; and whether
     the sink writes (a dry run computes every aggregate and builds every document but stores only the batches'
     figures: Spark's own throughput, without the database's)."""
+
     available_now: bool = False
     dry_run: bool = False
 
@@ -38,6 +40,7 @@ class RunMode:
 @dataclass
 class RunningPipeline:
     """The started query and the listener that records its progress."""
+
     spark: SparkSession
     query: StreamingQuery
     listener: StreamingQueryListener

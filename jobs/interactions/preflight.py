@@ -6,8 +6,8 @@ import logging
 import uuid
 from pathlib import Path
 
-from confluent_kafka.admin import AdminClient
 from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from conf import ConfigError, PipelineConfig, load_config
 from interactions import QUERY
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 

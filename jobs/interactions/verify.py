@@ -16,17 +16,19 @@ import json
 import math
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 from contract.events import INTERACTION_TYPES
 from contract.validation import event_time, invalid_reason
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 class Record(NamedTuple):
     """One Kafka record as read back from the topic."""
+
     raw: str | None
     partition: int
     offset: int
@@ -41,6 +43,7 @@ WINDOW_LENGTHS = {"minute_counts": dt.timedelta(minutes=1), "hourly_counts": dt.
 @dataclass
 class Expected:
     """What MongoDB should hold: {collection: {_id: document}}, and the counts of set-aside records."""
+
     collections: dict[str, dict[Any, dict[str, Any]]] = field(default_factory=dict)
     dead_letters: Counter = field(default_factory=Counter)   # raw payload -> how many
     late: Counter = field(default_factory=Counter)           # raw payload -> how many
@@ -215,6 +218,7 @@ class Coverage:
     (a redelivery carries its original's event time, so a retained duplicate of a deleted event falls before too).
     Per-user and per-item statistics, top lists and totals add up every event ever read: not checked.
     """
+
     first_offsets: Mapping[int, int]                 # partition -> first offset still in the topic
     windows_after: dt.datetime | None = None         # None: no window can be shown complete (producer clocks)
 
@@ -374,6 +378,7 @@ def _within_sketch_error(exact: int, estimate: Any) -> bool:
 @dataclass(frozen=True)
 class PartitionRange:
     """The offsets of one partition that were read: [first, end)."""
+
     partition: int
     first: int                                    # the first offset still in the partition
     end: int                                      # one past the last offset when reading began (its high watermark)

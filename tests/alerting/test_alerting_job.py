@@ -16,12 +16,12 @@ import subprocess
 import sys
 
 import pytest
+from processes import Processes
+from waiting import wait_until
 
 from conf import load_config
 from interactions.pipeline import RunMode, start_queries
 from interactions.verify import read_topic
-from processes import Processes
-from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 QUIET, BURST = 100, 600           # events per minute
@@ -85,7 +85,7 @@ def run_job(spark_session, config) -> None:
 def test_a_burst_fires_once_within_the_cooldown_resolves_once_and_a_replay_notifies_nobody(
         spark_session, kafka_broker, kafka_topic, mongo_server, mongo_db, tmp_path, webhook_receiver,
         smtp_receiver, processes):
-    start = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=30)).replace(second=0, microsecond=0)
+    start = (dt.datetime.now(dt.UTC) - dt.timedelta(minutes=30)).replace(second=0, microsecond=0)
     minute = [start + dt.timedelta(minutes=i) for i in range(len(MINUTES))]
     produce_minutes(processes, kafka_broker.bootstrap_servers, kafka_topic, start)
     events, busiest = per_minute(read_topic(kafka_broker.bootstrap_servers, kafka_topic))

@@ -5,10 +5,19 @@ import logging
 import threading
 import time
 
-from interactions.alerting.channels import (DROPPED, FAILED, SENT, EmailChannel, LogChannel, Notification,
-                                            Notifier, WebhookChannel)
-from stack import free_port
 from waiting import wait_until
+
+from interactions.alerting.channels import (
+    DROPPED,
+    FAILED,
+    SENT,
+    EmailChannel,
+    LogChannel,
+    Notification,
+    Notifier,
+    WebhookChannel,
+)
+from stack import free_port
 
 PAYLOAD = {"alert_id": "spike|2026-01-01T10:01:00Z", "rule": "spike", "description": "", "metric": "events_per_minute",
            "comparison": ">", "threshold": 100.0, "window": "1 minute", "window_start": "2026-01-01T10:01:00Z",

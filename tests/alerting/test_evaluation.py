@@ -10,7 +10,7 @@ import datetime as dt
 from interactions.alerting.evaluation import FIRING, ONGOING, RESOLVED, Evaluator
 from interactions.alerting.rules import parse_rules
 
-T0 = dt.datetime(2026, 1, 1, 10, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 1, 1, 10, 0, tzinfo=dt.UTC)
 LATER = T0 + dt.timedelta(hours=1)
 
 
@@ -94,7 +94,7 @@ def test_a_breach_after_the_alert_resolved_opens_a_new_alert():
     seen = []
     for minute, events in enumerate([150, 50, 50, 150]):
         seen += minutes(ev, **{f"m{minute}": (events, 0)})
-    assert [(k, t.alert_id) for k, t in zip(kinds(seen), seen) if k[0] != ONGOING] == [
+    assert [(k, t.alert_id) for k, t in zip(kinds(seen), seen, strict=True) if k[0] != ONGOING] == [
         ((FIRING, "10:00"), "r|2026-01-01T10:00:00Z"), ((RESOLVED, "10:01"), "r|2026-01-01T10:00:00Z"),
         ((FIRING, "10:03"), "r|2026-01-01T10:03:00Z")]
 

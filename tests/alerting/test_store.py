@@ -7,15 +7,15 @@ import threading
 
 import pytest
 from bson.codec_options import CodecOptions
+from waiting import wait_until
 
 from interactions.alerting.channels import Notification
 from interactions.alerting.monitor import AlertMonitor
 from interactions.alerting.rules import parse_rules
 from interactions.alerting.store import AlertStore
-from waiting import wait_until
 
 pytestmark = pytest.mark.integration
-T0 = dt.datetime(2026, 1, 1, 10, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 1, 1, 10, 0, tzinfo=dt.UTC)
 NOW = T0 + dt.timedelta(hours=1)
 RULES = parse_rules({"rule": [{"name": "bot", "metric": "max_user_events_per_minute", "comparison": ">",
                                "threshold": 100, "window": "1 minute", "cooldown": "1 minute"}]}, "test")
@@ -23,6 +23,7 @@ RULES = parse_rules({"rule": [{"name": "bot", "metric": "max_user_events_per_min
 
 class Inbox:
     """A channel that keeps what it is given."""
+
     name = "inbox"
 
     def __init__(self) -> None:

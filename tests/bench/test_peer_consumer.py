@@ -17,19 +17,19 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from waiting import wait_until
 
 from conf import load_config
 from conf.loader import parse_duration_seconds
 from contract.validation import invalid_reason
 from interactions.verify import Expected, read_topic, recompute_for
-from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
 
 import peer_consumer  # noqa: E402  (bench/ is a folder of scripts, not a package)
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 TYPES = ("login", "logout", "view", "click", "scroll", "add_to_cart", "purchase")
 # the fields the peer writes; distinct counts, view_to_purchase_rate, hourly counts, top lists and totals it does not
 PEER_FIELDS = {

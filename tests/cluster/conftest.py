@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import sys
 import sysconfig
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from processes import run
+
 from stack.process import PROJECT_ROOT
 from stack.spark_cluster import SparkCluster
 

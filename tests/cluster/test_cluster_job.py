@@ -17,9 +17,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from processes import run
 
 from interactions.verify import compare, read_topic, recompute
-from processes import run
 from stack.process import PROJECT_ROOT
 from stack.spark_cluster import SparkCluster
 

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from processes import run
+
 from stack import StackError
 from stack.process import PROJECT_ROOT, free_port
 from stack.spark_cluster import SparkCluster

@@ -7,8 +7,9 @@ from __future__ import annotations
 import importlib.util
 import re
 import shlex
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -108,7 +109,7 @@ def test_every_image_is_pinned_to_a_version(services):
         assert image, f"{name} names no image (a built one needs a tag too)"
         repository, _, tag = image.rpartition(":")
         assert repository and tag and tag != "latest" and re.search(r"\d", tag), f"{name}: {image} is not pinned"
-    for name, dockerfile in dockerfiles(services):
+    for _, dockerfile in dockerfiles(services):
         for base in dockerfile_images(dockerfile):
             tag = base.rpartition(":")[2]
             assert ":" in base and tag != "latest" and re.search(r"\d", tag), f"{dockerfile.name}: FROM {base}"

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from processes import run
 
 from conf import load_config
 from interactions.verify import compare, read_topic, recompute_for
-from processes import run
 from stack import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import Processes, run
+from waiting import wait_until
 
 from conf import load_config
 from interactions.verify import compare, read_topic, recompute_for
-from processes import Processes, run
 from stack import KafkaBroker, MongoServer, free_ports
-from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration

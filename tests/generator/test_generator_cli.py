@@ -4,9 +4,9 @@ from __future__ import annotations
 import sys
 
 import pytest
+from processes import run
 
 from generator.cli import parse_args
-from processes import run
 from stack import free_port
 
 

@@ -10,10 +10,10 @@ import uuid
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-
-from generator import read_manifest
 from processes import run
 from waiting import wait_until
+
+from generator import read_manifest
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import pytest
 from interactions import aggregates, dataflow, documents, facets
 from interactions.parsing import classify_batches
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 28, 10, 0, 0, tzinfo=UTC)
 RECEIVED = T0 + dt.timedelta(minutes=62)
 LATENESS, SKEW = dt.timedelta(hours=2), dt.timedelta(hours=1)

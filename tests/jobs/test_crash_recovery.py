@@ -12,12 +12,12 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import Processes, run
+from waiting import wait_until
 
 from conf import load_config
 from interactions import QUERY
 from interactions.verify import compare, read_topic, recompute_for
-from processes import Processes, run
-from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -68,8 +68,10 @@ def test_the_aggregates_survive_kill_9_at_random_points(kafka_broker, kafka_topi
         before = committed_batches(mongo_db)
         job = Job(processes, log, *args, "--trigger-interval", "1 second", "--max-offsets-per-trigger", "400")
         # let it commit at least one new batch, then kill it somewhere inside a later one
-        wait_until(lambda: committed_batches(mongo_db) > before or job.process.poll() is not None, timeout=240,
-                   message=f"the job committed no batch after restart {attempt}")
+        def committed_or_exited(job: Job = job, before: int = before) -> bool:
+            return committed_batches(mongo_db) > before or job.process.poll() is not None
+
+        wait_until(committed_or_exited, timeout=240, message=f"the job committed no batch after restart {attempt}")
         assert job.process.poll() is None, log.read_text()[-3000:]
         time.sleep(rng.uniform(0.2, 2.5))  # a random point in the stream, not a wait for a result
         job.kill()

@@ -8,16 +8,16 @@ import sys
 import urllib.request
 
 import pytest
+from processes import run
 from prometheus_client.parser import text_string_to_metric_families
+from waiting import wait_until
 
 from conf import load_config
+from interactions import QUERY
 from interactions.health import PIPELINE_METRICS, PipelineHealth, batch_metrics, describe, ensure_retention
 from interactions.pipeline import RunMode, start_queries
-from interactions import QUERY
 from interactions.verify import read_topic, recompute_for
-from processes import run
 from stack import free_port
-from waiting import wait_until
 
 PROGRESS = {  # the shape of Spark's StreamingQueryProgress JSON for a Kafka source (values made up)
     "id": "q", "runId": "r", "name": "records", "timestamp": "2026-01-01T10:00:05.123Z", "batchId": 7,
@@ -37,7 +37,7 @@ PROGRESS = {  # the shape of Spark's StreamingQueryProgress JSON for a Kafka sou
 def test_a_batch_progress_becomes_health_figures_and_one_log_line():
     figures = batch_metrics("records", PROGRESS, {"dead_letters": 4, "late_events": 1})
     assert figures["_id"] == "records:7" and figures["recorded_at"] == dt.datetime(
-        2026, 1, 1, 10, 0, 5, 123000, tzinfo=dt.timezone.utc)
+        2026, 1, 1, 10, 0, 5, 123000, tzinfo=dt.UTC)
     assert (figures["input_rows"], figures["batch_duration_ms"], figures["processed_rows_per_second"]) == (
         300, 1840, 163.0)
     assert (figures["dropped_by_watermark"], figures["duplicates"], figures["state_rows"]) == (2, 3, 40)
@@ -67,7 +67,7 @@ def test_the_prometheus_text_has_the_latest_batch_per_query_and_totals_since_sta
     assert got["interactions_batch_duration_seconds", (("query", "records"),)] == 1.84
     assert got["interactions_kafka_lag_offsets", (("partition", "0"), ("query", "records"), ("topic", "clicks"))] == 50
     assert got["interactions_watermark_timestamp_seconds", (("query", "records"),)] == dt.datetime(
-        2026, 1, 1, 9, 58, tzinfo=dt.timezone.utc).timestamp()
+        2026, 1, 1, 9, 58, tzinfo=dt.UTC).timestamp()
     assert got["interactions_alert_firing", (("rule", "traffic_spike"),)] == 1
     assert got["interactions_alert_firing", (("rule", "bot_suspected"),)] == 0
 
@@ -79,7 +79,7 @@ def test_metrics_older_than_the_retention_expire(mongo_db):
     ensure_retention(collection, 3600)  # a changed retention updates the index in place
     ttl = {i["name"]: i.get("expireAfterSeconds") for i in collection.list_indexes()}
     assert ttl["retention"] == 3600
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     collection.insert_many([{"_id": "old", "recorded_at": now - dt.timedelta(hours=2)},
                             {"_id": "new", "recorded_at": now}])
 

@@ -10,7 +10,7 @@ import pytest
 
 from interactions.parsing import DEAD_LETTER, EVENT, LATE, TALLY, classify_batches
 
-RECEIVED = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.timezone.utc)
+RECEIVED = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
 VALID = {"event_id": "e-1", "user_id": "u1", "item_id": "i7", "interaction_type": "purchase", "platform": "ios",
          "session_id": "s1", "event_time": "2026-11-28T11:59:58.250Z", "price": 2.5, "quantity": 3, "country": "DE"}
 
@@ -42,7 +42,7 @@ def test_a_valid_event_is_typed_and_keeps_its_kafka_coordinates():
     [row] = records([json.dumps(VALID)])
     assert row["kind"] == EVENT and row["reason"] is None
     assert (row["event_id"], row["user_id"], row["item_id"]) == ("e-1", "u1", "i7")
-    assert row["event_time"] == dt.datetime(2026, 11, 28, 11, 59, 58, 250000, tzinfo=dt.timezone.utc)
+    assert row["event_time"] == dt.datetime(2026, 11, 28, 11, 59, 58, 250000, tzinfo=dt.UTC)
     assert row["revenue"] == pytest.approx(7.5)  # 2.5 x 3, a purchase
     assert (row["partition"], row["offset"], row["kafka_timestamp"]) == (1, 0, RECEIVED)
     assert row["raw"] is None  # only records set aside keep their payload

@@ -14,7 +14,7 @@ from contract.events import INTERACTION_TYPES, PLATFORMS
 from contract.validation import invalid_reason, is_late, payload_text
 from interactions.parsing import DEAD_LETTER, LATE, TALLY, classify_batches
 
-RECEIVED = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.timezone.utc)
+RECEIVED = dt.datetime(2026, 11, 28, 12, 0, 0, tzinfo=dt.UTC)
 SKEW, LATENESS = dt.timedelta(minutes=10), dt.timedelta(minutes=2)
 
 white_space = st.sampled_from(["", " ", "\t", "\u00a0", "\u2003", "\n"])
@@ -67,7 +67,7 @@ def test_the_job_and_the_reference_validator_agree_on_every_record(batch):
     records, tallies = [r for r in rows if r["kind"] != TALLY], [r for r in rows if r["kind"] == TALLY]
     assert [r["offset"] for r in records] == list(range(len(values)))
     counted = 0
-    for row, value in zip(records, values):
+    for row, value in zip(records, values, strict=True):
         raw = payload_text(value)
         reason = invalid_reason(raw, RECEIVED, SKEW)
         late = reason is None and is_late(raw, RECEIVED, LATENESS)

@@ -8,7 +8,7 @@ import pytest
 
 from interactions.sinks.recent_users import SHARDS, RecentUsers, shard_of
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2026, 11, 28, 10, 0, tzinfo=UTC)
 FIVE = dt.timedelta(minutes=5)
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 import sys
 
 import pytest
+from processes import run
 
 from conf import load_config
-from interactions.pipeline import RunMode, start_queries
 from interactions import QUERY
+from interactions.pipeline import RunMode, start_queries
 from interactions.verify import compare, read_topic, recompute_for
-from processes import run
 
 pytestmark = pytest.mark.integration
 

@@ -15,14 +15,25 @@ import uuid
 
 import pytest
 from confluent_kafka import Producer, TopicPartition
+from waiting import wait_until
 
 from conf import load_config
-from waiting import wait_until
-from interactions.verify import (HLL_COUPON_MODE_MAX, Coverage, PartitionRange, Record, TopicRead, compare,
-                                 coverage_after_retention, main, read_partitions, read_topic, recompute,
-                                 recompute_for)
+from interactions.verify import (
+    HLL_COUPON_MODE_MAX,
+    Coverage,
+    PartitionRange,
+    Record,
+    TopicRead,
+    compare,
+    coverage_after_retention,
+    main,
+    read_partitions,
+    read_topic,
+    recompute,
+    recompute_for,
+)
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 LATENESS = dt.timedelta(minutes=2)
 SKEW = dt.timedelta(minutes=10)
 

@@ -6,15 +6,15 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from processes import run
+from waiting import wait_until
+
 from stack import KafkaBroker, MongoServer, StackError, free_ports
 from stack.process import PROJECT_ROOT, Service
-from waiting import wait_until
 
 
 def processes_mentioning(path: Path) -> list[int]:

@@ -15,15 +15,25 @@ import sys
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
-from stack import free_port
 from superset_aggregates import KnownAggregates, build, utcnow
-from superset_browser import (BROWSER_WIDTH, CHART_STATES_JS, DASHBOARD_PATH, RENDER_TIMEOUT_S, Browser,
-                              WebDriverError, all_settled, log_in)
+from superset_browser import (
+    BROWSER_WIDTH,
+    CHART_STATES_JS,
+    DASHBOARD_PATH,
+    RENDER_TIMEOUT_S,
+    Browser,
+    WebDriverError,
+    all_settled,
+    log_in,
+)
+
+from stack import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVISION = ROOT / "superset" / "provision"
@@ -41,7 +51,7 @@ class SupersetUnderTest:
     aggregates: KnownAggregates
     database: Any  # the pymongo Database the dashboard reads
 
-    def login(self) -> "SupersetApi":
+    def login(self) -> SupersetApi:
         api = SupersetApi(self.url)
         token = api.call("POST", "/api/v1/security/login",
                          {"username": self.username, "password": self.password, "provider": "db", "refresh": False})

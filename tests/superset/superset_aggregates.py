@@ -31,7 +31,7 @@ _PLATFORM_FACTOR = {"web": 3, "ios": 2, "android": 1}
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def floor_minute(t: dt.datetime) -> dt.datetime:
@@ -49,12 +49,13 @@ Range = tuple[dt.datetime, dt.datetime]  # [start, end)
 class View:
     """The dashboard's filters at one clock reading: the per-minute charts' time range, the day figures' range and
     the platforms shown (None: all)."""
+
     minutes: Range
     days: Range
     platforms: tuple[str, ...] | None = None
 
     @classmethod
-    def default(cls, now: dt.datetime) -> "View":
+    def default(cls, now: dt.datetime) -> View:
         """The filters' defaults: the last 60 one-minute windows, today (UTC), every platform."""
         return cls(minutes=(floor_minute(now) - dt.timedelta(minutes=LAST_WINDOWS - 1), now),
                    days=(floor_day(now), floor_day(now) + dt.timedelta(days=1)))

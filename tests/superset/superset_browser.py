@@ -13,8 +13,9 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from stack import free_port
 
@@ -42,7 +43,7 @@ class Browser:
         self.session: str | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         log = open(self.profile_dir.parent / "chromedriver.log", "ab")
         self._proc = subprocess.Popen([self.chromedriver, f"--port={self.port}"], stdout=log, stderr=subprocess.STDOUT,
                                       stdin=subprocess.DEVNULL)

@@ -6,14 +6,15 @@ Shared by the REST test (each chart's saved query context) and the browser test 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from superset_aggregates import FUNNEL, KnownAggregates, View
 
 
 def when(epoch_ms: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(epoch_ms / 1000, dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime.fromtimestamp(epoch_ms / 1000, dt.UTC).replace(tzinfo=None)
 
 
 def series_by_time(rows: list[dict], x: str) -> dict[dt.datetime, dict[str, Any]]:

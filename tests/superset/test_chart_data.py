@@ -12,16 +12,24 @@ reads the documents of its range, not its whole collection.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 import yaml
 from superset_aggregates import PLATFORMS, View, utcnow
 from superset_checks import CHECKS, assert_chart_result
-from superset_filters import (DAYS_FILTER, FILTERED, MINUTES_FILTER, PLATFORM_FILTER, apply_filters,
-                              dashboard_filters, filtered_view)
+from superset_filters import (
+    DAYS_FILTER,
+    FILTERED,
+    MINUTES_FILTER,
+    PLATFORM_FILTER,
+    apply_filters,
+    dashboard_filters,
+    filtered_view,
+)
 
 pytestmark = pytest.mark.superset
 

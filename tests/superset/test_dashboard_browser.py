@@ -6,8 +6,8 @@ UPDATE_DASHBOARD_SCREENSHOT=1 it also replaces docs/dashboard.png, the one the R
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 from superset_aggregates import View, utcnow

@@ -5,7 +5,7 @@ The module empties the session's database for its duration (the documents go bac
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from superset_browser import CHART_STATES_JS, DASHBOARD

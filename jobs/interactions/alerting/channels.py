@@ -14,9 +14,10 @@ import smtplib
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class Channel(Protocol):
 
 class LogChannel:
     """One JSON line per notification on the `interactions.alerts` logger (warning when firing)."""
+
     name = "log"
 
     def __init__(self) -> None:

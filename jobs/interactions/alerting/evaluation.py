@@ -19,14 +19,15 @@ the windows the batch changed (Spark's update mode), so merging a replayed batch
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 from interactions.alerting.rules import MINUTES, RECORDS, USERS, Rule, RuleSet
 
 FIRING, ONGOING, RESOLVED = "firing", "ongoing", "resolved"
 MINUTE = dt.timedelta(minutes=1)
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 DEFAULT_GRACE = dt.timedelta(seconds=15)
 HORIZON_WINDOWS = 60  # windows further behind the newest than this are not evaluated (a jump in time, old data)
 
@@ -34,6 +35,7 @@ HORIZON_WINDOWS = 60  # windows further behind the newest than this are not eval
 @dataclass(frozen=True)
 class Transition:
     """What happened to a rule's alert in one evaluation."""
+
     kind: str                # FIRING (new alert), ONGOING (a further breach of a firing alert), RESOLVED
     rule: Rule
     alert_id: str            # "<rule>|<start of the first breaching window>": the same under a replay
@@ -62,6 +64,7 @@ class _RuleState:
 @dataclass
 class _Series:
     """Recent figures of one source, keyed by window start (UTC)."""
+
     step: dt.timedelta
     values: dict[dt.datetime, Any] = field(default_factory=dict)  # per source: see the observe_* methods
     newest: dt.datetime | None = None
@@ -232,7 +235,7 @@ class Evaluator:
 
 
 def alert_id(rule_name: str, first_window: dt.datetime) -> str:
-    return f"{rule_name}|{first_window.astimezone(dt.timezone.utc).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    return f"{rule_name}|{first_window.astimezone(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
 
 
 def _floor(when: dt.datetime, step: dt.timedelta) -> dt.datetime:
@@ -241,4 +244,4 @@ def _floor(when: dt.datetime, step: dt.timedelta) -> dt.datetime:
 
 def _utc(when: dt.datetime) -> dt.datetime:
     """Naive datetimes (a MongoDB client without tz_aware) are UTC."""
-    return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when

@@ -10,7 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from interactions.alerting.channels import Channel, EmailChannel, LogChannel, Notification, Notifier, WebhookChannel
 from interactions.alerting.evaluation import DEFAULT_GRACE, FIRING, ONGOING, RESOLVED, Evaluator, Transition
@@ -25,7 +26,7 @@ CLOSE_TIMEOUT_S = 15.0
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 class AlertMonitor:
@@ -41,7 +42,7 @@ class AlertMonitor:
             self.evaluator.restore(alert["rule"], alert["_id"], alert["first_seen"], alert["last_seen"])
 
     @classmethod
-    def from_config(cls, config: "PipelineConfig") -> "AlertMonitor | None":
+    def from_config(cls, config: PipelineConfig) -> AlertMonitor | None:
         """None when alerting is off (no rules file, or no rule in it)."""
         settings = config.alerts
         if not settings.rules_file:
@@ -155,7 +156,7 @@ def payload(t: Transition) -> dict[str, Any]:
 
 
 def _iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _num(value: float | None) -> str:

@@ -8,9 +8,10 @@ from __future__ import annotations
 import datetime as dt
 import operator
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from conf.loader import ConfigError, parse_duration_seconds
 

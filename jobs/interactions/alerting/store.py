@@ -28,7 +28,7 @@ class AlertStore:
         self.owns_client = owns_client
 
     @classmethod
-    def connect(cls, uri: str, database: str) -> "AlertStore":
+    def connect(cls, uri: str, database: str) -> AlertStore:
         client: MongoClient = MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
         return cls(client[database], owns_client=True)
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 from pymongo import MongoClient
 from pyspark import StorageLevel
@@ -70,7 +71,7 @@ class BatchWriter:
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
-        processed_at = dt.datetime.now(dt.timezone.utc)
+        processed_at = dt.datetime.now(dt.UTC)
         # cached until the batch is written: a retry of this function after MongoDB came back reuses it instead of
         # running the stateful plan a second time
         batch.persist(StorageLevel.MEMORY_AND_DISK)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable, Mapping
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from typing import Callable, Mapping
 
 from pyspark import SparkContext
 from pyspark.sql import DataFrame

@@ -7,7 +7,7 @@ else by a secondary key.
 """
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from pymongo import ASCENDING
 from pymongo.database import Database

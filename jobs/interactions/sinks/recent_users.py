@@ -25,7 +25,7 @@ from pymongo.database import Database
 
 from interactions import documents as docs
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SHARDS = 16
 
 
@@ -93,4 +93,4 @@ def floor(when: dt.datetime, step: dt.timedelta) -> dt.datetime:
 
 
 def _utc(when: dt.datetime) -> dt.datetime:
-    return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when.astimezone(dt.timezone.utc)
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)

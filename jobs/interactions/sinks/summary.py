@@ -58,7 +58,7 @@ def summary_frame(totals: DataFrame) -> DataFrame:
 
 def collect_summary(totals: DataFrame) -> Summary:
     table = summary_frame(totals).toArrow()
-    counts = dict(zip(*[c.to_pylist() for c in pc.value_counts(table.column("facet")).flatten()]))
+    counts = dict(zip(*[c.to_pylist() for c in pc.value_counts(table.column("facet")).flatten()], strict=True))
     wanted = table.filter(pc.is_in(table.column("facet"), value_set=pa.array(SUMMARY_FACETS)))
     summary = summarize(wanted.to_pylist())
     summary.documents = {facet: int(n) for facet, n in counts.items()}

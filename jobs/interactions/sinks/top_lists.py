@@ -8,7 +8,8 @@ grow, so a key that is neither in the list nor changed in a batch cannot have ov
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from pymongo import ReplaceOne
 from pymongo.database import Database

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
@@ -75,7 +76,7 @@ def next_totals(previous: dict[str, Any], summary: Summary, counts: Callable[[],
             "min_item_interactions": least[0] if least else 0, "min_item_id": least[1] if least else None,
             "avg_interactions_per_user": summary.events / users if users else 0.0,
             "newest_event_time": summary.newest_event_time, "batch_time": summary.batch_time,
-            "updated_at": dt.datetime.now(dt.timezone.utc)}
+            "updated_at": dt.datetime.now(dt.UTC)}
 
 
 def _counts(db: Database) -> tuple[int, int]:
@@ -91,4 +92,4 @@ def _extremes(db: Database) -> tuple[int, tuple[int, str] | None]:
 
 
 def _utc(when: dt.datetime) -> dt.datetime:
-    return when.replace(tzinfo=dt.timezone.utc) if when.tzinfo is None else when
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when
