@@ -10,6 +10,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from contract.times import parse_instant
+
 DEFAULT_PATH = Path(__file__).with_name("pipeline.toml")
 ENV_PREFIX = "PIPELINE_"
 
@@ -30,14 +32,11 @@ class KafkaConfig:
         """The starting timestamp as epoch milliseconds, or None when unset."""
         if not self.starting_timestamp:
             return None
-        import datetime as dt
         try:
-            when = dt.datetime.fromisoformat(self.starting_timestamp.replace("Z", "+00:00"))
+            when = parse_instant(self.starting_timestamp)
         except ValueError:
             raise ConfigError(f"kafka.starting_timestamp must be an ISO-8601 time, got {self.starting_timestamp!r}") \
                 from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=dt.UTC)
         return int(when.timestamp() * 1000)
 
     def validate(self) -> None:
@@ -194,7 +193,7 @@ class PipelineConfig:
         return _apply(self, {section: values}, origin="override")
 
 
-SECTIONS: dict[str, type] = {f.name: f.type for f in fields(PipelineConfig) if f.name != "source"}
+SECTIONS: dict[str, Any] = {f.name: f.type for f in fields(PipelineConfig) if f.name != "source"}
 _SECTION_TYPES = {"kafka": KafkaConfig, "mongo": MongoConfig, "job": JobConfig,
                   "generator": GeneratorConfig, "stack": StackConfig, "alerts": AlertsConfig, "health": HealthConfig,
                   "retention": RetentionConfig}

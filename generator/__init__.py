@@ -5,7 +5,7 @@ Layout, pure parts first:
     catalog.py    users/items with Zipf popularity, prices, countries (precomputed with Faker)
     sessions.py   the session state machine: login -> browse -> add_to_cart -> purchase -> logout
     faults.py     malformed messages, one labelled defect each
-    encoding.py   JSON by string formatting; check_event, the contract check used as test oracle
+    encoding.py   JSON by string formatting (validity is the contract's: contract.validation.invalid_reason)
     stream.py     MessageStream / generate_messages: all of the above, deterministic per seed, no Kafka
     pacing.py     Schedule: rate + bursts -> events due at time t
     producer.py   the Kafka edge: topic creation, tuned producer, delivery counting, manifest
@@ -13,7 +13,6 @@ Layout, pure parts first:
     manifest.py   reading a manifest back (the oracle of tests and benchmarks)
     cli.py        python -m generator
 """
-from generator.encoding import check_event, parse_event_time
 from generator.manifest import ManifestRecord, read_manifest
 from generator.pacing import Burst, Schedule, parse_burst
 from generator.settings import StreamSettings
@@ -27,10 +26,8 @@ __all__ = [
     "MessageStream",
     "Schedule",
     "StreamSettings",
-    "check_event",
     "generate_events",
     "generate_messages",
     "parse_burst",
-    "parse_event_time",
     "read_manifest",
 ]

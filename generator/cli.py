@@ -15,16 +15,19 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from multiprocessing.process import BaseProcess
 from typing import Any, NoReturn
 
-from conf import ConfigError, load_config
+from conf import ConfigError, GeneratorConfig, load_config
 from generator.pacing import Burst, Schedule, parse_burst
 from generator.producer import (
     BrokerUnreachable,
+    KafkaTarget,
     ProducerPlan,
     ProducerTotals,
+    RunLength,
     Stop,
     concatenate,
     ensure_topic,
@@ -129,11 +132,20 @@ def _float(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m generator",
-                description="Synthetic user-interaction events (JSON, keyed by user_id) into Kafka. "
-                            "Flags override conf/pipeline.toml and PIPELINE_* environment variables.")
-    p.add_argument("--config", metavar="FILE", help="configuration file (default conf/pipeline.toml)")
-    k = p.add_argument_group("Kafka")
+    parser = _Parser(prog="python -m generator",
+                     description="Synthetic user-interaction events (JSON, keyed by user_id) into Kafka. "
+                                 "Flags override conf/pipeline.toml and PIPELINE_* environment variables.")
+    parser.add_argument("--config", metavar="FILE", help="configuration file (default conf/pipeline.toml)")
+    _add_kafka_flags(parser)
+    _add_rate_and_length_flags(parser)
+    _add_model_flags(parser)
+    _add_fault_flags(parser)
+    _add_output_flags(parser)
+    return parser
+
+
+def _add_kafka_flags(parser: argparse.ArgumentParser) -> None:
+    k = parser.add_argument_group("Kafka")
     k.add_argument("--bootstrap-servers", metavar="HOST:PORT", help="default [kafka] bootstrap_servers")
     k.add_argument("--topic", help="default [kafka] topic")
     k.add_argument("--partitions", type=_positive_int, help="partitions if the topic is created (default [kafka])")
@@ -144,7 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="give up if the broker does not answer within S seconds (default 10)")
     k.add_argument("--flush-timeout", type=_positive_float, default=60.0, metavar="S",
                    help="wait at most S seconds for outstanding deliveries at the end (default 60)")
-    r = p.add_argument_group("rate and length")
+
+
+def _add_rate_and_length_flags(parser: argparse.ArgumentParser) -> None:
+    r = parser.add_argument_group("rate and length")
     r.add_argument("--rate", type=_rate, metavar="EV_PER_S", help="events/s over all processes, or 'max' "
                                                                   "(default [generator] rate)")
     r.add_argument("--burst", type=_burst, action="append", default=[], metavar="FACTOR:SECONDS[@AFTER]",
@@ -153,7 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds")
     r.add_argument("--processes", type=_positive_int, default=1, metavar="N",
                    help="producer processes, each with its own slice of users, at rate/N (default 1)")
-    m = p.add_argument_group("model")
+
+
+def _add_model_flags(parser: argparse.ArgumentParser) -> None:
+    m = parser.add_argument_group("model")
     m.add_argument("--seed", type=_non_negative_int, help="non-zero: reproducible content (default [generator] "
                                                           "seed; 0 = random, printed at start)")
     m.add_argument("--users", type=_positive_int, help="default [generator] users")
@@ -172,7 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"event time = now - uniform(0, S) (default {DEFAULTS.jitter:g}, at most 5)")
     m.add_argument("--start-time", type=_start_time, metavar="ISO|EPOCH",
                    help="pin event times: start here and advance 1/rate per event (fully reproducible run)")
-    f = p.add_argument_group("fault injection (fractions of all messages)")
+
+
+def _add_fault_flags(parser: argparse.ArgumentParser) -> None:
+    f = parser.add_argument_group("fault injection (fractions of all messages)")
     f.add_argument("--late-ratio", type=_float, default=0.0, help="events stamped --late-by in the past")
     f.add_argument("--late-by", type=_positive_float, default=DEFAULTS.late_by, metavar="S",
                    help=f"how old late events are (default {DEFAULTS.late_by:g} s)")
@@ -180,44 +201,56 @@ def build_parser() -> argparse.ArgumentParser:
                                                                          "content")
     f.add_argument("--malformed-ratio", type=_float, default=0.0,
                    help="broken JSON, missing fields, wrong types, unknown types, far-future times")
-    o = p.add_argument_group("output")
+
+
+def _add_output_flags(parser: argparse.ArgumentParser) -> None:
+    o = parser.add_argument_group("output")
     o.add_argument("--emit-manifest", metavar="FILE", help="JSON Lines of every acknowledged message "
                                                             "(kind, key, partition, offset, payload)")
     o.add_argument("--stats-json", metavar="FILE", help="write the final totals as JSON")
     o.add_argument("--progress-interval", type=float, default=5.0, metavar="S",
                    help="progress line on stderr every S seconds (0 = off; default 5)")
     o.add_argument("-v", "--verbose", action="store_true", help="also show librdkafka's own log")
-    return p
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunOutput:
+    """What the run writes besides the messages: the output flags."""
+
+    manifest: str | None = None        # JSON Lines of every acknowledged message
+    stats_json: str | None = None      # the final totals
+    progress_interval: float = 5.0     # seconds between progress lines on stderr (0 = none)
+    verbose: bool = False              # also show librdkafka's own log
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class RunPlan:
+    """The whole run as flags and configuration decide it: what to produce and how fast (settings), where to
+    (kafka), until when (length, over all processes), in how many processes, and what to write besides."""
+
     settings: StreamSettings
-    bootstrap_servers: str
-    topic: str
-    partitions: int
-    processes: int
-    count: int | None
-    duration: float | None
-    compression: str
-    producer_overrides: dict[str, str]
-    manifest: str | None
-    stats_json: str | None
-    connect_timeout: float
-    flush_timeout: float
-    progress_interval: float
-    verbose: bool = False
+    kafka: KafkaTarget
+    length: RunLength = RunLength()
+    processes: int = 1
+    output: RunOutput = RunOutput()
 
     def producer_plan(self, index: int) -> ProducerPlan:
+        """Process `index`'s share of the run: its part of the count, its slice of the users, its manifest."""
         count = None
-        if self.count is not None:
-            count = self.count // self.processes + (1 if index < self.count % self.processes else 0)
-        manifest = None
-        if self.manifest:
-            manifest = self.manifest if self.processes == 1 else f"{self.manifest}.part{index}"
-        return ProducerPlan(self.settings, self.bootstrap_servers, self.topic, index, self.processes, count,
-                            self.duration, self.compression, dict(self.producer_overrides), manifest,
-                            self.flush_timeout, self.verbose)
+        if self.length.count is not None:
+            count = self.length.count // self.processes + (1 if index < self.length.count % self.processes else 0)
+        manifest = self.output.manifest
+        return ProducerPlan(settings=self.settings, kafka=self.kafka,
+                            length=RunLength(count=count, duration=self.length.duration),
+                            process_index=index, processes=self.processes,
+                            manifest_path=manifest_part(manifest, index, self.processes) if manifest else None,
+                            verbose=self.output.verbose)
+
+
+def manifest_part(manifest: str, index: int, processes: int) -> str:
+    """The file process `index` writes its manifest lines to: the manifest itself, or with several processes a part
+    file that is joined into the manifest at the end."""
+    return manifest if processes == 1 else f"{manifest}.part{index}"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> RunPlan:
@@ -230,18 +263,38 @@ def parse_args(argv: Sequence[str] | None = None) -> RunPlan:
                       "partitions": args.partitions},
             "generator": {"rate": args.rate, "users": args.users, "items": args.items, "seed": args.seed},
         })
-        gen = config.generator
-        settings = StreamSettings(
-            users=gen.users, items=gen.items, zipf=args.zipf, seed=gen.seed, session_length=args.session_length,
-            cart_rate=args.cart_rate, purchase_rate=args.purchase_rate,
-            concurrent_sessions=args.concurrent_sessions, late_ratio=args.late_ratio,
-            duplicate_ratio=args.duplicate_ratio, malformed_ratio=args.malformed_ratio, late_by=args.late_by,
-            jitter=args.jitter, start_time=args.start_time, rate=gen.rate, bursts=tuple(args.burst))
-        settings.validate()
+        settings = _stream_settings(args, config.generator)
     except (ConfigError, ValueError) as exc:
         parser.error(str(exc))
-    if args.processes > min(MAX_PROCESSES, gen.users):
-        parser.error(f"--processes must be <= {min(MAX_PROCESSES, gen.users)} (and <= --users)")
+    _check_run_flags(parser, args, config.generator.users)
+    kafka = config.kafka
+    return RunPlan(
+        settings=settings.resolved(),
+        kafka=KafkaTarget(bootstrap_servers=kafka.bootstrap_servers, topic=kafka.topic, partitions=kafka.partitions,
+                          compression=args.compression, producer_overrides=dict(args.producer_config),
+                          connect_timeout=args.connect_timeout, flush_timeout=args.flush_timeout),
+        length=RunLength(count=args.count, duration=args.duration),
+        processes=args.processes,
+        output=RunOutput(manifest=args.emit_manifest, stats_json=args.stats_json,
+                         progress_interval=args.progress_interval, verbose=args.verbose))
+
+
+def _stream_settings(args: argparse.Namespace, gen: GeneratorConfig) -> StreamSettings:
+    """The model flags over the configuration's [generator] values; ValueError names the flag at fault."""
+    settings = StreamSettings(
+        users=gen.users, items=gen.items, zipf=args.zipf, seed=gen.seed, session_length=args.session_length,
+        cart_rate=args.cart_rate, purchase_rate=args.purchase_rate,
+        concurrent_sessions=args.concurrent_sessions, late_ratio=args.late_ratio,
+        duplicate_ratio=args.duplicate_ratio, malformed_ratio=args.malformed_ratio, late_by=args.late_by,
+        jitter=args.jitter, start_time=args.start_time, rate=gen.rate, bursts=tuple(args.burst))
+    settings.validate()
+    return settings
+
+
+def _check_run_flags(parser: argparse.ArgumentParser, args: argparse.Namespace, users: int) -> None:
+    """The flags about the run itself (processes, length, output files); a bad one exits 2 with one line."""
+    if args.processes > min(MAX_PROCESSES, users):
+        parser.error(f"--processes must be <= {min(MAX_PROCESSES, users)} (and <= --users)")
     if args.count == 0:
         parser.error("--count must be >= 1")
     if args.progress_interval < 0:
@@ -252,10 +305,6 @@ def parse_args(argv: Sequence[str] | None = None) -> RunPlan:
         folder = os.path.dirname(os.path.abspath(path)) if path else None
         if folder and not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
             parser.error(f"{flag}: folder {folder} does not exist or is not writable")
-    return RunPlan(settings.resolved(), config.kafka.bootstrap_servers, config.kafka.topic,
-                   config.kafka.partitions, args.processes, args.count, args.duration, args.compression,
-                   dict(args.producer_config), args.emit_manifest, args.stats_json, args.connect_timeout,
-                   args.flush_timeout, args.progress_interval, args.verbose)
 
 
 # --- progress -----------------------------------------------------------------------------------------------------
@@ -325,7 +374,7 @@ def _child_main(plan: ProducerPlan, slots: Any, go: Any, parent_pid: int) -> Non
         if os.getppid() != parent_pid:  # the parent died: do not run on forever
             stop.requested = True
 
-    totals = run_producer(plan, stop, tick, on_ready=ready)
+    totals = run_producer(plan, stop, on_tick=tick, on_ready=ready)
     if totals.first_error:
         logging.getLogger("generator").warning("process %d: first delivery error: %s", plan.process_index,
                                                totals.first_error)
@@ -333,12 +382,12 @@ def _child_main(plan: ProducerPlan, slots: Any, go: Any, parent_pid: int) -> Non
 
 
 def _run_single(plan: RunPlan, stop: Stop) -> tuple[ProducerTotals, bool]:
-    progress = Progress(plan.progress_interval, Schedule(plan.settings.rate, plan.settings.bursts))
+    progress = Progress(plan.output.progress_interval, Schedule(plan.settings.rate, plan.settings.bursts))
 
     def tick(totals: ProducerTotals) -> None:
         progress.maybe_report(totals.sent, sum(totals.acked), sum(totals.failed), totals.in_flight)
 
-    totals = run_producer(plan.producer_plan(0), stop, tick)
+    totals = run_producer(plan.producer_plan(0), stop, on_tick=tick)
     return totals, True
 
 
@@ -346,12 +395,25 @@ def _run_many(plan: RunPlan, stop: Stop) -> tuple[ProducerTotals, bool]:
     context = multiprocessing.get_context("spawn")  # never fork a process that has loaded librdkafka
     slots = context.Array("d", SLOT * plan.processes, lock=False)
     go = context.Event()
-    children = [context.Process(target=_child_main, name=f"generator-{i}",
-                                args=(plan.producer_plan(i), slots, go, os.getpid()))
-                for i in range(plan.processes)]
+    children: list[BaseProcess] = [
+        context.Process(target=_child_main, name=f"generator-{i}", args=(plan.producer_plan(i), slots, go, os.getpid()))
+        for i in range(plan.processes)]
     for child in children:
         child.start()
+    forward = _forward_signals(children, stop)
+    _start_together(children, slots, go, stop, forward)
+    _report_until_done(children, slots, Progress(plan.output.progress_interval,
+                                                 Schedule(plan.settings.rate, plan.settings.bursts)))
+    ok = _all_finished(children, slots)
+    total = _sum_totals([_read(slots, i)[0] for i in range(plan.processes)])
+    if plan.output.manifest:
+        concatenate([manifest_part(plan.output.manifest, i, plan.processes) for i in range(plan.processes)],
+                    plan.output.manifest)
+    return total, ok
 
+
+def _forward_signals(children: list[BaseProcess], stop: Stop) -> Callable[[int, object], None]:
+    """Pass each SIGINT/SIGTERM the parent gets on to the children as one SIGTERM; returns the forwarding handler."""
     def forward(signum: int, _frame: object) -> None:
         stop.requested = True  # children decide what a repeated signal means; the parent keeps collecting
         for child in children:
@@ -365,9 +427,14 @@ def _run_many(plan: RunPlan, stop: Stop) -> tuple[ProducerTotals, bool]:
     signal.signal(signal.SIGTERM, forward)
     if stop.requested:  # a signal arrived before the children existed
         forward(signal.SIGTERM, None)
-    # Start together: wait until every process has built its model and producer.
+    return forward
+
+
+def _start_together(children: list[BaseProcess], slots: Any, go: Any, stop: Stop,
+                    forward: Callable[[int, object], None]) -> None:
+    """Wait until every process has built its model and producer, then let them all go at once."""
     while not go.is_set():
-        states = [_read(slots, i)[1] for i in range(plan.processes)]
+        states = [_read(slots, i)[1] for i in range(len(children))]
         if all(state >= READY for state in states) or stop.requested:
             go.set()
         elif any(child.exitcode is not None for child in children):
@@ -375,27 +442,34 @@ def _run_many(plan: RunPlan, stop: Stop) -> tuple[ProducerTotals, bool]:
             forward(signal.SIGTERM, None)
         else:
             time.sleep(0.02)
-    progress = Progress(plan.progress_interval, Schedule(plan.settings.rate, plan.settings.bursts))
+
+
+def _report_until_done(children: list[BaseProcess], slots: Any, progress: Progress) -> None:
+    """Progress over all processes together, until the last one has exited."""
     while any(child.is_alive() for child in children):
         for child in children:
             child.join(TICK_S / len(children))
-        parts = [_read(slots, i)[0] for i in range(plan.processes)]
+        parts = [_read(slots, i)[0] for i in range(len(children))]
         progress.maybe_report(sum(t.sent for t in parts), sum(sum(t.acked) for t in parts),
                               sum(sum(t.failed) for t in parts), sum(t.in_flight for t in parts))
+
+
+def _all_finished(children: list[BaseProcess], slots: Any) -> bool:
+    """Did every process exit cleanly after finishing its run? Logs each one that did not."""
     ok = True
     for i, child in enumerate(children):
         if child.exitcode != 0 or _read(slots, i)[1] != FINISHED:
             log.error("producer process %d failed (exit code %s)", i, child.exitcode)
             ok = False
-    parts = [_read(slots, i)[0] for i in range(plan.processes)]
-    total = ProducerTotals(
+    return ok
+
+
+def _sum_totals(parts: list[ProducerTotals]) -> ProducerTotals:
+    return ProducerTotals(
         sent=sum(t.sent for t in parts), in_flight=sum(t.in_flight for t in parts),
         acked=[sum(t.acked[k] for t in parts) for k in range(len(KINDS))],
         failed=[sum(t.failed[k] for t in parts) for k in range(len(KINDS))],
         elapsed=max(t.elapsed for t in parts))
-    if plan.manifest:
-        concatenate([plan.producer_plan(i).manifest_path for i in range(plan.processes)], plan.manifest)
-    return total, ok
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -410,21 +484,22 @@ def _configure_logging(verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     plan = parse_args(argv)
-    _configure_logging(plan.verbose)
+    _configure_logging(plan.output.verbose)
     stop = Stop()
     signal.signal(signal.SIGINT, stop.set)
     signal.signal(signal.SIGTERM, stop.set)
+    kafka = plan.kafka
     try:
-        ensure_topic(plan.bootstrap_servers, plan.topic, plan.partitions, plan.connect_timeout)
+        ensure_topic(kafka.bootstrap_servers, kafka.topic, kafka.partitions, kafka.connect_timeout)
     except BrokerUnreachable as exc:
         print(f"generator: error: {exc}", file=sys.stderr)
         return 1
     s = plan.settings
     rate_text = "max" if math.isinf(s.rate) else f"{s.rate:g}/s"
-    log.info("producing to topic %s at %s, rate %s%s, %d process%s, seed %d%s", plan.topic,
-             plan.bootstrap_servers, rate_text,
+    log.info("producing to topic %s at %s, rate %s%s, %d process%s, seed %d%s", kafka.topic,
+             kafka.bootstrap_servers, rate_text,
              "".join(f", burst {b}" for b in s.bursts), plan.processes, "es" if plan.processes > 1 else "",
-             s.seed, f", count {plan.count:,}" if plan.count is not None else "")
+             s.seed, f", count {plan.length.count:,}" if plan.length.count is not None else "")
     if plan.processes == 1:
         totals, ok = _run_single(plan, stop)
     else:
@@ -435,16 +510,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     log.info("%s in %.1f s: sent %s, acked %s (%s), failed %s, undelivered %s; %s events/s acked; seed %d",
              "stopped" if stop.requested else "done", totals.elapsed, f"{totals.sent:,}", f"{acked:,}", by_kind,
              f"{failed:,}", f"{totals.in_flight:,}", f"{per_s:,.0f}", s.seed)
-    if plan.stats_json:
-        with open(plan.stats_json, "w") as out:
-            json.dump({
-                "sent": totals.sent, "acked": acked, "failed": failed, "undelivered": totals.in_flight,
-                "by_kind": {kind: {"acked": totals.acked[i], "failed": totals.failed[i]}
-                            for i, kind in enumerate(KINDS)},
-                "elapsed_s": round(totals.elapsed, 3), "events_per_s": round(per_s, 1),
-                "processes": plan.processes, "rate": None if math.isinf(s.rate) else s.rate, "seed": s.seed,
-                "topic": plan.topic, "bootstrap_servers": plan.bootstrap_servers,
-                "interrupted": stop.requested, "ok": ok and failed == 0 and totals.in_flight == 0,
-            }, out, indent=2)
-            out.write("\n")
-    return 0 if ok and failed == 0 and totals.in_flight == 0 else 1
+    ok = ok and failed == 0 and totals.in_flight == 0
+    if plan.output.stats_json:
+        _write_stats(plan.output.stats_json, plan, totals, interrupted=stop.requested, ok=ok)
+    return 0 if ok else 1
+
+
+def _write_stats(path: str, plan: RunPlan, totals: ProducerTotals, *, interrupted: bool, ok: bool) -> None:
+    """The final totals as JSON, for scripts and benchmarks."""
+    acked, failed = sum(totals.acked), sum(totals.failed)
+    per_s = acked / totals.elapsed if totals.elapsed > 0 else 0.0
+    rate = plan.settings.rate
+    with open(path, "w") as out:
+        json.dump({
+            "sent": totals.sent, "acked": acked, "failed": failed, "undelivered": totals.in_flight,
+            "by_kind": {kind: {"acked": totals.acked[i], "failed": totals.failed[i]}
+                        for i, kind in enumerate(KINDS)},
+            "elapsed_s": round(totals.elapsed, 3), "events_per_s": round(per_s, 1),
+            "processes": plan.processes, "rate": None if math.isinf(rate) else rate, "seed": plan.settings.seed,
+            "topic": plan.kafka.topic, "bootstrap_servers": plan.kafka.bootstrap_servers,
+            "interrupted": interrupted, "ok": ok,
+        }, out, indent=2)
+        out.write("\n")

@@ -1,6 +1,7 @@
 """Malformed messages: each one breaks the event contract in exactly one, labelled way.
 
-The job must dead-letter every one of them; `encoding.check_event` confirms each really is malformed.
+The job must dead-letter every one of them; the generator's tests confirm with the contract's reference validator
+(`contract.validation.invalid_reason`) that each really is malformed.
 """
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import json
 import random
 from typing import Any
 
-from interactions.schema import REQUIRED_FIELDS
+from contract.events import REQUIRED_FIELDS
 
 DEFECTS: tuple[str, ...] = ("broken_json", "missing_field", "wrong_type", "unknown_type", "future_time")
 UNKNOWN_TYPES: tuple[str, ...] = ("hover", "share", "wishlist", "refund", "")

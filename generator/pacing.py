@@ -1,8 +1,8 @@
 """When each event is due: a base rate with optional bursts, as a piecewise-constant rate schedule.
 
 The producer asks `due(elapsed)` how many events should have been sent by now and sends the difference in one batch,
-so the rate holds over any window longer than a few ticks without a sleep per event. `time_of(k)` is the inverse,
-used to give event k a pinned event time when `--start-time` makes times reproducible.
+so the rate holds over any window longer than a few ticks without a sleep per event. `time_of(k)` is the inverse:
+it gives event k its pinned event time when `--start-time` makes times reproducible.
 """
 from __future__ import annotations
 

@@ -151,21 +151,37 @@ class DeliveryLedger:
             log.warning("delivery failed: %s", self.first_error)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
+class KafkaTarget:
+    """Where the messages go and how they are delivered: the CLI's Kafka flags (picklable)."""
+
+    bootstrap_servers: str
+    topic: str
+    partitions: int = 1                # if the topic is created
+    compression: str = "none"
+    producer_overrides: dict[str, str] = field(default_factory=dict)   # extra librdkafka settings
+    connect_timeout: float = 10.0      # seconds for the broker to answer at the start
+    flush_timeout: float = 60.0        # seconds to wait for outstanding deliveries at the end
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunLength:
+    """When a run stops by itself; None is unbounded (the run then stops on a signal)."""
+
+    count: int | None = None           # messages
+    duration: float | None = None      # seconds
+
+
+@dataclass(frozen=True, kw_only=True)
 class ProducerPlan:
     """Everything one producer process needs (picklable: it crosses into child processes)."""
 
-    settings: StreamSettings           # resolved seed
-    bootstrap_servers: str
-    topic: str
-    process_index: int = 0
+    settings: StreamSettings           # what to produce and how fast (all processes together); resolved seed
+    kafka: KafkaTarget                 # where to
+    length: RunLength = RunLength()    # this process's share of the run
+    process_index: int = 0             # this process's slice of the users, of `processes`
     processes: int = 1
-    count: int | None = None           # messages this process sends (None = unbounded)
-    duration: float | None = None      # seconds (None = unbounded)
-    compression: str = "none"
-    producer_overrides: dict[str, str] = field(default_factory=dict)
     manifest_path: str | None = None
-    flush_timeout: float = 60.0
     verbose: bool = False              # show librdkafka's own log
 
 
@@ -191,7 +207,7 @@ class Stop:
         self.requested = True
 
 
-def run_producer(plan: ProducerPlan, stop: Stop, on_tick: Callable[[ProducerTotals], None] | None = None,
+def run_producer(plan: ProducerPlan, stop: Stop, *, on_tick: Callable[[ProducerTotals], None] | None = None,
                  tick_every: float = 0.5, on_ready: Callable[[], None] | None = None) -> ProducerTotals:
     """Send the plan's messages at its rate until count, duration or stop; flush; return the totals.
 
@@ -200,88 +216,150 @@ def run_producer(plan: ProducerPlan, stop: Stop, on_tick: Callable[[ProducerTota
     """
     settings = plan.settings
     stream = MessageStream(settings, plan.process_index, plan.processes)
-    schedule = Schedule(settings.rate / plan.processes, settings.bursts)
+    pacer = Pacer(Schedule(settings.rate / plan.processes, settings.bursts), plan.length)
     manifest = open(plan.manifest_path, "w", buffering=1 << 20) if plan.manifest_path else None
-    ledger = DeliveryLedger(manifest)
-    kafka_log = logging.getLogger("generator.librdkafka")
+    sender = Sender(stream, plan.kafka, DeliveryLedger(manifest))
+    if on_ready is not None:
+        on_ready()
+    sender.start()
+    try:
+        _send_as_due(sender, pacer, stop, on_tick, tick_every)
+    except KeyboardInterrupt:  # a second signal while sending: go straight to the flush
+        pass
+    finally:
+        sender.flush(plan.kafka.flush_timeout)
+        if manifest is not None:
+            manifest.close()
+    return sender.totals
+
+
+class Pacer:
+    """How many messages are due at a moment of the run: the schedule, less what was sent and what was given up.
+
+    A machine too slow for the rate falls behind; beyond MAX_BACKLOG_S of debt the rest is given up on (`skipped`)
+    instead of racing to catch up.
+    """
+
+    def __init__(self, schedule: Schedule, length: RunLength) -> None:
+        self.schedule = schedule
+        rate = schedule.rate
+        self.limit = length.count if length.count is not None else math.inf
+        self.duration = length.duration if length.duration is not None else math.inf
+        self.max_backlog = max(1.0, rate * MAX_BACKLOG_S) if math.isfinite(rate) else math.inf
+        max_batch = MAX_BATCH if not math.isfinite(rate) else int(min(MAX_BATCH, max(1.0, rate * 0.02)))
+        self.max_batch = max(max_batch, 1)
+        self.skipped = 0.0   # events of the schedule given up on because the machine could not keep up
+
+    def backlog(self, elapsed: float, sent: int) -> float | None:
+        """Messages due `elapsed` seconds into the run and not sent yet; None once the run is over."""
+        schedule = self.schedule
+        if sent >= self.limit:
+            return None
+        if elapsed >= self.duration:
+            elapsed = self.duration  # send what was due by the end (a finite rate gives exactly rate x duration)
+            if math.isinf(schedule.rate) or schedule.due(self.duration) + 1e-6 - self.skipped - sent < 1:
+                return None
+        backlog = schedule.due(elapsed) + 1e-6 - self.skipped - sent  # 1e-6: 1000/3 * 3 s must give 1000
+        if backlog > self.max_backlog:
+            self.skipped += backlog - self.max_backlog
+            backlog = self.max_backlog
+        return backlog
+
+    def batch(self, backlog: float, sent: int) -> int:
+        """How many of the due messages go out in one batch."""
+        return int(min(backlog, self.max_batch, self.limit - sent))
+
+
+def _send_as_due(sender: Sender, pacer: Pacer, stop: Stop, on_tick: Callable[[ProducerTotals], None] | None,
+                 tick_every: float) -> None:
+    """The send loop: each turn sends what is due in one batch, or serves delivery reports for a tick."""
+    next_tick = sender.started + tick_every
+    while not stop.requested:
+        now = time.monotonic()
+        backlog = pacer.backlog(now - sender.started, sender.sent)
+        if backlog is None:
+            break
+        if backlog < 1:
+            sender.producer.poll(TICK_S)  # nothing due yet: serve delivery reports (batches, not a sleep per event)
+        else:
+            sender.send(pacer.batch(backlog, sender.sent), stop)
+        if on_tick is not None and now >= next_tick:
+            next_tick = now + tick_every
+            on_tick(sender.running_totals())
+
+
+class Sender:
+    """One process's producer, its delivery ledger and the messages it sends; counts what it handed to librdkafka."""
+
+    def __init__(self, stream: MessageStream, kafka: KafkaTarget, ledger: DeliveryLedger) -> None:
+        self.stream = stream
+        self.ledger = ledger
+        self.topic = kafka.topic
+        self.producer = _kafka_producer(kafka)
+        self.totals = ProducerTotals()
+        self.sent = 0
+        self.started = 0.0  # monotonic seconds, set by start()
+
+    def start(self) -> None:
+        """Start the run's clock (once the model and the producer are built)."""
+        self.started = time.monotonic()
+
+    def send(self, n: int, stop: Stop) -> None:
+        """Hand the next n messages to librdkafka, waiting for room in its queue when it is full."""
+        produce, topic = self.producer.produce, self.topic
+        callbacks = self.ledger.callbacks
+        valid_callback = callbacks["valid", None]
+        for i, (kind, key, payload, defect) in enumerate(self.stream.take(n, time.time())):
+            callback = valid_callback if kind == "valid" else callbacks[kind, defect]
+            try:
+                produce(topic, payload, key, -1, callback)
+            except BufferError:  # local queue full: let librdkafka drain it, then retry
+                if not _produce_when_room(self.producer, topic=topic, payload=payload, key=key, callback=callback,
+                                          stop=stop):
+                    n = i  # stopped while the broker is not taking messages: the rest is not sent
+                    break
+        self.sent += n
+        self.producer.poll(0)
+
+    def running_totals(self) -> ProducerTotals:
+        """The totals so far, for progress reports (the same object each time, updated in place)."""
+        totals, ledger = self.totals, self.ledger
+        totals.sent, totals.acked, totals.failed = self.sent, ledger.acked, ledger.failed
+        totals.in_flight, totals.elapsed = len(self.producer), time.monotonic() - self.started
+        return totals
+
+    def flush(self, timeout: float) -> None:
+        """Wait up to `timeout` seconds for outstanding deliveries, then settle the totals."""
+        try:
+            remaining = self.producer.flush(timeout)
+        except KeyboardInterrupt:  # a second Ctrl-C/SIGTERM: stop waiting for deliveries
+            remaining = len(self.producer)
+        totals, ledger = self.totals, self.ledger
+        totals.elapsed = time.monotonic() - self.started
+        # After the flush every message librdkafka accepted is acked, failed or still queued (exact even after an
+        # interrupt).
+        totals.sent = sum(ledger.acked) + sum(ledger.failed) + remaining
+        totals.acked, totals.failed = ledger.acked, ledger.failed
+        totals.in_flight, totals.first_error = remaining, ledger.first_error
+
+
+def _kafka_producer(kafka: KafkaTarget) -> Producer:
+    """The tuned producer. Its log goes to the "generator.librdkafka" logger; its errors (a broker down, which
+    librdkafka keeps retrying) to a warning at most every 10 seconds."""
     last_error_log = [0.0]
 
-    def on_error(err: KafkaError) -> None:  # broker down etc.: librdkafka keeps retrying; say so now and then
+    def on_error(err: KafkaError) -> None:
         now = time.monotonic()
         if now - last_error_log[0] > 10:
             last_error_log[0] = now
             log.warning("kafka: %s", err.str())
 
-    config = producer_config(plan.bootstrap_servers, plan.compression, plan.producer_overrides)
-    config.update({"logger": kafka_log, "error_cb": on_error})
-    producer = Producer(config)
-    produce, poll = producer.produce, producer.poll
-    callbacks = ledger.callbacks
-    valid_callback = callbacks["valid", None]
-    topic = plan.topic
-    limit = plan.count if plan.count is not None else math.inf
-    duration = plan.duration if plan.duration is not None else math.inf
-    rate = schedule.rate
-    max_backlog = max(1.0, rate * MAX_BACKLOG_S) if math.isfinite(rate) else math.inf
-    max_batch = MAX_BATCH if not math.isfinite(rate) else int(min(MAX_BATCH, max(1.0, rate * 0.02)))
-    max_batch = max(max_batch, 1)
-
-    if on_ready is not None:
-        on_ready()
-    totals = ProducerTotals()
-    sent = 0
-    skipped = 0.0   # events of the schedule given up on because the machine could not keep up
-    started = time.monotonic()
-    next_tick = started + tick_every
-    try:
-        while sent < limit and not stop.requested:
-            now = time.monotonic()
-            elapsed = now - started
-            if elapsed >= duration:
-                elapsed = duration  # send what was due by the end (a finite rate gives exactly rate x duration)
-                if math.isinf(rate) or schedule.due(duration) + 1e-6 - skipped - sent < 1:
-                    break
-            backlog = schedule.due(elapsed) + 1e-6 - skipped - sent  # 1e-6: 1000/3 * 3 s must give 1000
-            if backlog > max_backlog:
-                skipped += backlog - max_backlog
-                backlog = max_backlog
-            if backlog < 1:
-                poll(TICK_S)  # nothing due yet: serve delivery reports for a tick (batches, not a sleep per event)
-            else:
-                n = int(min(backlog, max_batch, limit - sent))
-                for i, (kind, key, payload, defect) in enumerate(stream.take(n, time.time())):
-                    callback = valid_callback if kind == "valid" else callbacks[kind, defect]
-                    try:
-                        produce(topic, payload, key, -1, callback)
-                    except BufferError:  # local queue full: let librdkafka drain it, then retry
-                        if not _produce_when_room(producer, topic, payload, key, callback, stop):
-                            n = i  # stopped while the broker is not taking messages: the rest is not sent
-                            break
-                sent += n
-                poll(0)
-            if on_tick is not None and now >= next_tick:
-                next_tick = now + tick_every
-                totals.sent, totals.acked, totals.failed = sent, ledger.acked, ledger.failed
-                totals.in_flight, totals.elapsed = len(producer), time.monotonic() - started
-                on_tick(totals)
-    except KeyboardInterrupt:  # a second signal while sending: go straight to the flush
-        pass
-    finally:
-        try:
-            remaining = producer.flush(plan.flush_timeout)
-        except KeyboardInterrupt:  # a second Ctrl-C/SIGTERM: stop waiting for deliveries
-            remaining = len(producer)
-        totals.elapsed = time.monotonic() - started
-        # Every message librdkafka accepted is now acked, failed or still queued (exact even after an interrupt).
-        totals.sent = sum(ledger.acked) + sum(ledger.failed) + remaining
-        totals.acked, totals.failed = ledger.acked, ledger.failed
-        totals.in_flight, totals.first_error = remaining, ledger.first_error
-        if manifest is not None:
-            manifest.close()
-    return totals
+    config = producer_config(kafka.bootstrap_servers, kafka.compression, kafka.producer_overrides)
+    config.update({"logger": logging.getLogger("generator.librdkafka"), "error_cb": on_error})
+    return Producer(config)
 
 
-def _produce_when_room(producer: Producer, topic: str, payload: str, key: str, callback: Callable,
+def _produce_when_room(producer: Producer, *, topic: str, payload: str, key: str, callback: Callable,
                        stop: Stop) -> bool:
     """Retry until librdkafka's queue has room; False if a stop is requested meanwhile (the message is dropped)."""
     while not stop.requested:

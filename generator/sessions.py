@@ -45,7 +45,7 @@ class SessionPool:
     user and per-user ordering stays within one producer.
     """
 
-    def __init__(self, settings: StreamSettings, catalog: Catalog, rng: random.Random, session_prefix: str,
+    def __init__(self, settings: StreamSettings, catalog: Catalog, rng: random.Random, *, session_prefix: str,
                  process_index: int = 0, processes: int = 1) -> None:
         if not 0 <= process_index < processes <= settings.users:
             raise ValueError("need 0 <= process_index < processes <= users")

@@ -11,7 +11,7 @@ from generator.pacing import Burst
 MAX_JITTER_S = 5.0  # event times never trail "now" by more than this (apart from injected late events)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StreamSettings:
     """Parameters of the event content. Everything except wall-clock event times follows from these values."""
 

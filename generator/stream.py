@@ -10,16 +10,18 @@ import random
 import time
 from typing import NamedTuple
 
+from contract.events import ITEM_INTERACTIONS, PLATFORMS
 from generator.catalog import Catalog
-from generator.encoding import EVENT_TEMPLATE, EventTimeFormatter, second_prefix
+from generator.encoding import EVENT_TEMPLATE, EventTimeFormatter, SecondPrefixes
 from generator.faults import DEFECTS, corrupt
 from generator.pacing import Schedule
 from generator.sessions import NO_ITEM, SessionPool
 from generator.settings import StreamSettings
-from interactions.schema import ITEM_INTERACTIONS, PLATFORMS
 
 KINDS: tuple[str, ...] = ("valid", "duplicate", "late", "malformed")
 DUPLICATE_HISTORY = 512  # duplicates resend one of the last this-many valid messages
+
+Row = tuple[str, str, str, str | None]  # (kind, key, payload, defect): the fields of a Message, unnamed
 
 
 class Message(NamedTuple):
@@ -47,83 +49,62 @@ class MessageStream:
         # event_id: a UUID-shaped string, random (seeded) prefix per process + a counter: unique and reproducible.
         self._id_prefix = "%08x-%04x-4%03x-%04x-" % (id_bits >> 32, (id_bits >> 16) & 0xFFFF, (id_bits >> 4) & 0xFFF,
                                                     0x8000 | rng.getrandbits(14))
-        self.sessions = SessionPool(settings, self.catalog, rng, "s%012x" % rng.getrandbits(48),
-                                    process_index, processes)
+        self.sessions = SessionPool(settings, self.catalog, rng, session_prefix="s%012x" % rng.getrandbits(48),
+                                    process_index=process_index, processes=processes)
         self._format_time = EventTimeFormatter()  # for the rare slow paths (malformed events)
-        self._time_prefixes: dict[int, str] = {}
+        self._time_prefixes = SecondPrefixes()
         self._count = 0  # messages taken so far
         self._history: list[tuple[str, str]] = []
         self._history_next = 0
-        malformed = settings.malformed_ratio
-        self._malformed_below = malformed
-        self._duplicate_below = malformed + settings.duplicate_ratio
+        self._keep_history = settings.duplicate_ratio > 0
+        self._malformed_below = settings.malformed_ratio
+        self._duplicate_below = self._malformed_below + settings.duplicate_ratio
         self._late_below = self._duplicate_below + settings.late_ratio
-        self._pinned = settings.start_time is not None
-        if self._pinned:
+        self._pinned: Schedule | None = None  # with a start time: the schedule that gives each event its time
+        self._time_offset = 0.0
+        if settings.start_time is not None:
             # This process sends every processes-th slot of the run's schedule, offset by its index.
-            self._schedule = Schedule(settings.rate / processes, settings.bursts)
+            self._pinned = Schedule(settings.rate / processes, settings.bursts)
             self._time_offset = settings.start_time + process_index / settings.rate
+        # JSON literals by index, for the hot loop: NO_ITEM (-1) reads the trailing null of the item ids.
+        self._item_json = [*self.catalog.item_json, "null"]
         self._quantity_json = ["null"] + [str(q) for q in range(1, 101)]
 
     @property
     def taken(self) -> int:
         return self._count
 
-    def take(self, n: int, now: float | None = None) -> list[tuple[str, str, str, str | None]]:
+    def take(self, n: int, now: float | None = None) -> list[Row]:
         """The next n messages. `now` (epoch seconds) is the wall clock for unpinned event times."""
         # The hot loop of the generator: locals only, one % format per event, no per-event function calls beyond
-        # the session step and random().
-        if now is None:
-            now = time.time()
-        out: list[tuple[str, str, str, str | None]] = []
-        append = out.append
-        random_ = self._random
-        next_event = self.sessions.next_event
-        prefixes = self._time_prefixes
-        if len(prefixes) > 4096:
-            prefixes.clear()
-        item_json = self.catalog.item_json
-        item_price = self.catalog.item_price
-        quantity_json = self._quantity_json
-        id_prefix = self._id_prefix
-        history = self._history
-        keep_history = self.settings.duplicate_ratio > 0
-        jitter = self.settings.jitter
-        late_by = self.settings.late_by
-        malformed_below, duplicate_below, late_below = self._malformed_below, self._duplicate_below, self._late_below
-        pinned = self._pinned
-        base = now
-        count = self._count
+        # the session step and random(). Malformed messages and duplicates take the slow path (`_fault`).
+        out: list[Row] = []
+        append, random_, next_event = out.append, self._random, self.sessions.next_event
+        prefixes, item_json, item_price = self._time_prefixes, self._item_json, self.catalog.item_price
+        quantity_json, id_prefix, history = self._quantity_json, self._id_prefix, self._history
+        jitter, late_by, keep_history = self.settings.jitter, self.settings.late_by, self._keep_history
+        fault_below, late_below = self._duplicate_below, self._late_below
+        pinned, time_offset, count = self._pinned, self._time_offset, self._count
+        base = time.time() if now is None else now
         for _ in range(n):
-            if pinned:
-                base = self._time_offset + self._schedule.time_of(count)
+            if pinned is not None:
+                base = time_offset + pinned.time_of(count)
             u = random_()
-            if u < duplicate_below:
-                if u < malformed_below:
-                    append(self._malformed(count, base))
-                    count += 1
-                    continue
-                if history:
-                    key, payload = history[int(random_() * len(history))]
-                    append(("duplicate", key, payload, None))
+            if u < fault_below:
+                fault = self._fault(u, count, base)
+                if fault is not None:
+                    append(fault)
                     count += 1
                     continue
             kind, item, quantity, session = next_event()
-            late = duplicate_below <= u < late_below
+            late = fault_below <= u < late_below
             millis = int((base - jitter * random_() - (late_by if late else 0.0)) * 1000.0 + 0.001)
             second = millis // 1000
-            prefix = prefixes.get(second)
-            if prefix is None:
-                prefix = prefixes[second] = second_prefix(second)
-            if item == NO_ITEM:
-                item_text = price = "null"
-            else:
-                item_text = item_json[item]
-                price = item_price[item] if quantity else "null"
             user = session.user_id
             payload = EVENT_TEMPLATE % (
-                id_prefix, count, user, item_text, kind, session.platform, session.session_id,
-                prefix, millis - second * 1000, price, quantity_json[quantity], session.country)
+                id_prefix, count, user, item_json[item], kind, session.platform, session.session_id,
+                prefixes[second], millis - second * 1000, item_price[item] if quantity else "null",
+                quantity_json[quantity], session.country)
             count += 1
             if late:
                 append(("late", user, payload, None))
@@ -138,7 +119,20 @@ class MessageStream:
         self._count = count
         return out
 
-    def _malformed(self, index: int, base: float) -> tuple[str, str, str, str]:
+    def _fault(self, u: float, index: int, base: float) -> Row | None:
+        """The message for a draw `u` below the fault shares: malformed, or a duplicate of a recent valid message.
+
+        None when a duplicate is due but no valid message has been sent yet: the slot carries a regular event.
+        """
+        if u < self._malformed_below:
+            return self._malformed(index, base)
+        history = self._history
+        if not history:
+            return None
+        key, payload = history[int(self._random() * len(history))]
+        return "duplicate", key, payload, None
+
+    def _malformed(self, index: int, base: float) -> Row:
         """A detached event (not part of any session, so session funnels stay intact) with one defect."""
         rng = self._rng
         kind = rng.choice(("login", "view", "click", "scroll", "add_to_cart", "purchase", "logout"))
@@ -161,7 +155,7 @@ class MessageStream:
         return "malformed", user, corrupt(event, defect, rng, self._format_time, base), defect
 
 
-def generate_messages(count: int, settings: StreamSettings | None = None, process_index: int = 0,
+def generate_messages(count: int, settings: StreamSettings | None = None, *, process_index: int = 0,
                       processes: int = 1, now: float | None = None) -> list[Message]:
     """`count` messages exactly as the CLI would produce them (process `process_index` of `processes`), no Kafka.
 

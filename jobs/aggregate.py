@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         log.info("started %s; reading %s from %s, writing %s", ", ".join(q.name for q in pipeline.queries),
                  config.kafka.topic, config.kafka.bootstrap_servers, config.mongo.database)
         pipeline.await_termination()
-    except Exception as exc:  # a failed query: one readable line, the details are in Spark's log above
+    # a failed query: one readable line, the details are in Spark's log above
+    except Exception as exc:  # noqa: BLE001 (any failure)
         if stopping.is_set():
             return 0
         print(f"aggregate: a streaming query failed: {str(exc).strip().splitlines()[0]}", file=sys.stderr)

@@ -22,7 +22,7 @@ SERVICES = ("kafka", "mongo", "spark")
 STARTED_BY_DEFAULT = ("kafka", "mongo")  # the job runs in local mode unless a cluster is asked for
 
 
-def services(config: StackConfig, spark: dict | None = None) -> dict[str, Service]:
+def services(config: StackConfig, spark: dict | None = None) -> dict[str, Service | SparkCluster]:
     """The configured services, by name, in start order."""
     root = Path(config.data_dir)
     root = root if root.is_absolute() else PROJECT_ROOT / root

@@ -29,7 +29,7 @@ class KafkaBroker(Service):
 
     name = "kafka"
 
-    def __init__(self, data_dir: str | os.PathLike[str], host: str = "127.0.0.1", port: int = 9092,
+    def __init__(self, data_dir: str | os.PathLike[str], *, host: str = "127.0.0.1", port: int = 9092,
                  controller_port: int = 9093, lib_dir: str | os.PathLike[str] = DEFAULT_LIB_DIR,
                  partitions: int = 4) -> None:
         super().__init__(data_dir, host, port)

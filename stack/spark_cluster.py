@@ -113,7 +113,7 @@ class SparkMaster(_SparkDaemon):
 
     def answers(self) -> bool:
         state = self.state()
-        return bool(state) and state.get("status") == "ALIVE"  # STANDBY until it has recovered (a second or so)
+        return state is not None and state.get("status") == "ALIVE"  # STANDBY until it has recovered (a second or so)
 
     def alive_workers(self) -> list[dict[str, Any]]:
         state = self.state() or {}
@@ -125,8 +125,8 @@ class SparkWorker(_SparkDaemon):
 
     main_class = "org.apache.spark.deploy.worker.Worker"
 
-    def __init__(self, data_dir: str | os.PathLike[str], master: SparkMaster, index: int, port: int, webui_port: int,
-                 cores: int = 1, memory: str = "1g") -> None:
+    def __init__(self, data_dir: str | os.PathLike[str], master: SparkMaster, index: int, *, port: int,
+                 webui_port: int, cores: int = 1, memory: str = "1g") -> None:
         super().__init__(data_dir, master.host, port, webui_port)
         self.name = f"spark-worker-{index}"
         self.master = master
@@ -173,7 +173,7 @@ class SparkCluster:
 
     name = "spark"
 
-    def __init__(self, data_dir: str | os.PathLike[str], host: str = "127.0.0.1", workers: int = 2,
+    def __init__(self, data_dir: str | os.PathLike[str], *, host: str = "127.0.0.1", workers: int = 2,
                  worker_cores: int = 1, worker_memory: str = "1g", master_port: int = 7077,
                  master_webui_port: int = 8080, worker_ports: Sequence[int] | None = None,
                  worker_webui_ports: Sequence[int] | None = None) -> None:
@@ -191,7 +191,8 @@ class SparkCluster:
         self.host = host
         self.master = SparkMaster(self.data_dir / "master", host, master_port, master_webui_port)
         self.workers = [
-            SparkWorker(self.data_dir / f"worker-{i}", self.master, i, port, ui, worker_cores, worker_memory)
+            SparkWorker(self.data_dir / f"worker-{i}", self.master, i, port=port, webui_port=ui, cores=worker_cores,
+                        memory=worker_memory)
             for i, (port, ui) in enumerate(zip(worker_ports, worker_webui_ports, strict=True), start=1)]
 
     @classmethod
@@ -199,7 +200,8 @@ class SparkCluster:
                       worker_memory: str = "1g", host: str = "127.0.0.1") -> SparkCluster:
         """A cluster whose every port is free right now (tests, benchmarks)."""
         ports = free_ports(2 + 2 * workers, host)
-        return cls(data_dir, host, workers, worker_cores, worker_memory, master_port=ports[0],
+        return cls(data_dir, host=host, workers=workers, worker_cores=worker_cores, worker_memory=worker_memory,
+                   master_port=ports[0],
                    master_webui_port=ports[1], worker_ports=ports[2:2 + workers],
                    worker_webui_ports=ports[2 + workers:])
 
@@ -234,7 +236,7 @@ class SparkCluster:
         remaining = max(1.0, deadline - time.monotonic())
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(self.workers)) as pool:
             futures = [pool.submit(worker.start, remaining) for worker in self.workers]
-            errors = [f.exception() for f in futures if f.exception() is not None]
+            errors = [error for f in futures if (error := f.exception()) is not None]
         if errors:
             raise errors[0]
         self.wait_for_workers(deadline)
@@ -261,7 +263,8 @@ class SparkCluster:
         for pid_file in self.data_dir.glob("worker-*/spark-worker-*.pid"):
             found = re.fullmatch(r"spark-worker-(\d+)\.pid", pid_file.name)
             if found and pid_file.resolve() not in workers:  # ports do not matter for stopping: the pid file does
-                workers[pid_file.resolve()] = SparkWorker(pid_file.parent, self.master, int(found[1]), 0, 0)
+                workers[pid_file.resolve()] = SparkWorker(pid_file.parent, self.master, int(found[1]), port=0,
+                                                          webui_port=0)
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(workers))) as pool:
             stopped = list(pool.map(lambda w: w.stop(timeout), workers.values()))
         return self.master.stop(timeout) or any(stopped)

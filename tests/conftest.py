@@ -82,7 +82,8 @@ def kafka_topic(kafka_admin, request: pytest.FixtureRequest) -> Iterator[str]:
     yield name
     try:
         kafka_admin.delete_topics([name], operation_timeout=10)[name].result(timeout=30)
-    except Exception:  # the test's own clients may still hold it; the broker's tmp dir goes with the session
+    # the test's own clients may still hold it; the broker's tmp dir goes with the session
+    except Exception:  # noqa: BLE001 (any failure)
         pass
 
 

@@ -22,7 +22,8 @@ def wait_until(predicate: Callable[[], T], timeout: float = 30.0, message: str =
     while True:
         try:
             last = predicate()
-        except Exception as exc:  # the service may not answer yet; keep polling, report it if it never does
+        # the service may not answer yet; keep polling, report it if it never does
+        except Exception as exc:  # noqa: BLE001 (any failure)
             last = exc
         else:
             if last:

@@ -135,13 +135,17 @@ def collection_writers(topic: str, archive: bool) -> dict[str, Callable[[DataFra
     writers: dict[str, Callable[[DataFrame, int], DataFrame]] = {
         USER_STATS: lambda t, b: user_stats(t),
         ITEM_STATS: lambda t, b: item_stats(t),
-        **{name: (lambda t, b, f=facet: window_counts(t, f)) for facet, name in WINDOW_COLLECTIONS.items()},
+        **{name: _window_writer(facet) for facet, name in WINDOW_COLLECTIONS.items()},
         DEAD_LETTERS: lambda t, b: dead_letters(t, topic, b),
         LATE_EVENTS: lambda t, b: late_events(t, topic, b),
     }
     if archive:
         writers[EVENTS_RAW] = lambda t, b: archived_events(t, topic)
     return writers
+
+
+def _window_writer(facet: str) -> Callable[[DataFrame, int], DataFrame]:
+    return lambda t, b: window_counts(t, facet)
 
 
 FACET_OF = {USER_STATS: USER, ITEM_STATS: ITEM, MINUTE_COUNTS: MINUTE, HOURLY_COUNTS: HOUR, DAILY_COUNTS: DAY,

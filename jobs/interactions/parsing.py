@@ -5,7 +5,7 @@ rule is tested on plain values. One output row per input record, in input order,
 batch that counts the batch's countable events (the aggregation derives the duplicate count from it).
 
 Validity depends on the record alone (its payload and broker timestamp), never on the clock, so a replayed
-micro-batch, a backfill and the independent recomputation (interactions.verify) classify every record the same way.
+micro-batch, a backfill and the independent recomputation (ops.verify) classify every record the same way.
 The property test holds this module to that oracle on arbitrary input, reason and lateness included.
 
 Why Python and not Spark SQL: orjson and one pass of plain checks cost ~5 us of CPU per record; the Spark SQL version
@@ -60,7 +60,7 @@ def invalid_reason(event: Any, received_us: int, max_future_skew_us: int) -> tup
     """
     if type(event) is not dict:
         return "not a JSON object", None
-    get = event.get
+    get: Callable[[str], Any] = event.get  # each value's type is checked below, in one expression
     event_id, user_id, kind, platform = get("event_id"), get("user_id"), get("interaction_type"), get("platform")
     time_text, item, price, quantity = get("event_time"), get("item_id"), get("price"), get("quantity")
     # the common case in one expression: every field present and of its type (the slow path below names the

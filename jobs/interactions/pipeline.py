@@ -1,14 +1,12 @@
 """Assemble and start the job's one streaming query from a PipelineConfig: the only place that wires the source,
-the dataflow and the sink together, with the progress listener beside them."""
+the dataflow and the sink together, with the progress listener (interactions.listener) beside them."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
@@ -18,6 +16,7 @@ from conf.loader import parse_duration_seconds
 from interactions import QUERY, dataflow, health
 from interactions import documents as docs
 from interactions.alerting.monitor import AlertMonitor
+from interactions.listener import ProgressRecorder
 from interactions.sinks import indexes, totals
 from interactions.sinks.batch import BatchWriter, SinkSettings, client
 from interactions.sinks.connector import replace_documents
@@ -119,8 +118,9 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
     listener = ProgressRecorder(store.uri, store.database, metrics, monitor)
     spark.streams.addListener(listener)
 
-    records = kafka_records(spark, kafka.bootstrap_servers, kafka.topic, kafka.starting_offsets,
-                            job.max_offsets_per_trigger, kafka.starting_timestamp_ms())
+    records = kafka_records(spark, kafka.bootstrap_servers, kafka.topic, starting_offsets=kafka.starting_offsets,
+                            max_offsets_per_trigger=job.max_offsets_per_trigger,
+                            starting_timestamp_ms=kafka.starting_timestamp_ms())
     out = dataflow.interactions(records, dataflow_settings(config, monitor.user_rate_window if monitor else None))
     sink = retrying(BatchWriter(sink_settings(config, mode.dry_run), monitor, write),
                     parse_duration_seconds(store.unavailable_patience))
@@ -129,65 +129,3 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
     writer = writer.trigger(availableNow=True) if mode.available_now \
         else writer.trigger(processingTime=job.trigger_interval)
     return RunningPipeline(spark, writer.start(), listener, closers)
-
-
-class ProgressRecorder(StreamingQueryListener):
-    """Writes each finished batch's progress (rows, duration and where it went, watermark, state, duplicates) to
-    `batches`, keeps the health figures (`pipeline_metrics`, the Prometheus endpoint), hands the alert rules the
-    batch's record and dead-letter counts, and logs one line per batch."""
-
-    def __init__(self, uri: str, database: str, metrics: health.PipelineHealth | None = None,
-                 alerts: AlertMonitor | None = None):
-        self.uri, self.database = uri, database
-        self.metrics, self.alerts = metrics, alerts
-
-    def onQueryStarted(self, event) -> None:  # noqa: N802 (Spark's API)
-        log.info("query %s started (id %s)", event.name, event.id)
-
-    def onQueryProgress(self, event) -> None:  # noqa: N802
-        progress = json.loads(event.progress.json)
-        name = progress.get("name") or QUERY
-        try:
-            with client(self.uri) as mongo:
-                record_progress(mongo[self.database], name, progress)
-        except Exception as exc:  # a health record must never stop the stream
-            log.warning("could not record progress of %s batch %s: %s", name, progress.get("batchId"), exc)
-        try:
-            figures = self.metrics.record(name, progress) if self.metrics else health.batch_metrics(name, progress)
-            if self.alerts is not None and figures["dead_letters"] is not None:
-                self.alerts.on_records_batch(figures["batch_id"], figures["recorded_at"], figures["input_rows"],
-                                             figures["dead_letters"])
-            log.info("%s batch %s: %s", name, progress.get("batchId"), health.describe(figures))
-        except Exception as exc:  # health figures must never stop the stream
-            log.warning("no health figures for %s batch %s: %s", name, progress.get("batchId"), exc)
-
-    def onQueryIdle(self, event) -> None:  # noqa: N802
-        pass
-
-    def onQueryTerminated(self, event) -> None:  # noqa: N802
-        if event.exception:
-            log.error("query %s failed: %s", event.id, event.exception.splitlines()[0])
-
-
-def record_progress(db, query: str, progress: dict[str, Any]) -> None:
-    """The batch's `batches` document gets Spark's view of it: rows, duration and phases, watermark, state."""
-    figures = health.batch_metrics(query, progress)
-    operators = progress.get("stateOperators") or []
-    fields: dict[str, Any] = {
-        "query": query, "batch_id": figures["batch_id"], "input_rows": figures["input_rows"],
-        "dropped_by_watermark": figures["dropped_by_watermark"], "duplicates": figures["duplicates"],
-        "duration_ms": figures["batch_duration_ms"],
-        # where the batch's time went (addBatch = the sink, with the plan it runs; latestOffset, walCommit, ...)
-        "phases_ms": {k: int(v) for k, v in (progress.get("durationMs") or {}).items() if k != "triggerExecution"},
-        "state_commit_ms": sum(int(op.get("commitTimeMs", 0)) for op in operators),
-        "state_rows": figures["state_rows"], "state_memory_bytes": figures["state_memory_bytes"],
-        "input_rows_per_second": figures["input_rows_per_second"],
-        "processed_rows_per_second": figures["processed_rows_per_second"],
-        "processed_at": figures["recorded_at"]}
-    if figures["watermark"] is not None:
-        fields["watermark"] = figures["watermark"]
-    db[docs.BATCHES].update_one({"_id": f"{query}:{figures['batch_id']}"}, {"$set": fields}, upsert=True)
-    if figures["dropped_by_watermark"]:
-        log.warning("%s batch %d: %d records reached the job more than the duplicate window (job.duplicate_window)"
-                    " behind the newest broker time seen and were dropped", query, figures["batch_id"],
-                    figures["dropped_by_watermark"])

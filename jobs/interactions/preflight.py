@@ -5,10 +5,12 @@ import json
 import logging
 import uuid
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
+from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
 from conf import ConfigError, PipelineConfig
@@ -68,50 +70,60 @@ def check_checkpoint(config: PipelineConfig, reset: bool = False) -> None:
     came from. A new checkpoint needs a database without this pipeline's output (its batch ids would start again at
     0, and every guard keyed by batch id would drop them), unless `reset` clears the derived collections first.
     """
-    from pymongo import MongoClient
-
     directory = Path(config.job.checkpoint_dir)
-    wanted = checkpoint_identity(config)
     marker = directory / IDENTITY_FILE
-    with MongoClient(config.mongo.uri, serverSelectionTimeoutMS=TIMEOUT_SECONDS * 1000) as client:
+    with MongoClient(config.mongo.uri, document_class=dict,
+                     serverSelectionTimeoutMS=TIMEOUT_SECONDS * 1000) as client:
         db = client[config.mongo.database]
         bound = db[PIPELINE_COLLECTION].find_one({"_id": IDENTITY_DOCUMENT}) or {}
         if marker.exists():
-            found = _read_identity(directory, marker)
-            if reset:
-                raise ConfigError(f"--reset clears the database for a new checkpoint, but {directory} already has "
-                                  "one: use another --checkpoint-dir")
-            for key, value in wanted.items():
-                if found.get(key) != value:
-                    raise ConfigError(
-                        f"checkpoint {directory} was made with {key}={found.get(key)!r}, not {value!r}: resuming it "
-                        f"would mix results; use another --checkpoint-dir (and a fresh --database) or the old {key}")
-            if bound and bound.get("checkpoint_id") != found.get("checkpoint_id"):
-                raise ConfigError(f"database {config.mongo.database} holds the output of another checkpoint "
-                                  f"({bound.get('checkpoint_dir')}), not of {directory}")
-            if not bound:
-                if _has_output(db):
-                    raise ConfigError(f"database {config.mongo.database} holds output that is not from checkpoint "
-                                      f"{directory}; use a fresh --database")
-                _bind(db, found, directory)
-            return
-        if directory.exists() and any(directory.iterdir()):
-            raise ConfigError(f"{directory} is not empty and is not a checkpoint of this job")
-        if bound or _has_output(db):
-            if not reset:
-                raise ConfigError(
-                    f"database {config.mongo.database} already holds this pipeline's output (from checkpoint "
-                    f"{bound.get('checkpoint_dir', 'unknown')}); a new checkpoint would count again from batch 0: "
-                    "resume that checkpoint, use a fresh --database, or pass --reset to clear its derived collections")
-            for name in DERIVED_COLLECTIONS:
-                db.drop_collection(name)
-        identity = {**wanted, "checkpoint_id": uuid.uuid4().hex}
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-            marker.write_text(json.dumps(identity, indent=2) + "\n")
-        except OSError as exc:
-            raise ConfigError(f"cannot write the checkpoint directory {directory}: {exc.strerror}") from None
-        _bind(db, identity, directory)
+            _resume(db, bound, directory, wanted=checkpoint_identity(config), reset=reset)
+        else:
+            _start_new(db, bound, directory, wanted=checkpoint_identity(config), reset=reset)
+
+
+def _resume(db: Database, bound: dict[str, Any], directory: Path, *, wanted: dict[str, object],
+            reset: bool) -> None:
+    """An existing checkpoint: same identity, and the one the database's output came from (bound on first use)."""
+    found = _read_identity(directory, directory / IDENTITY_FILE)
+    if reset:
+        raise ConfigError(f"--reset clears the database for a new checkpoint, but {directory} already has "
+                          "one: use another --checkpoint-dir")
+    for key, value in wanted.items():
+        if found.get(key) != value:
+            raise ConfigError(
+                f"checkpoint {directory} was made with {key}={found.get(key)!r}, not {value!r}: resuming it "
+                f"would mix results; use another --checkpoint-dir (and a fresh --database) or the old {key}")
+    if bound and bound.get("checkpoint_id") != found.get("checkpoint_id"):
+        raise ConfigError(f"database {db.name} holds the output of another checkpoint "
+                          f"({bound.get('checkpoint_dir')}), not of {directory}")
+    if not bound:
+        if _has_output(db):
+            raise ConfigError(f"database {db.name} holds output that is not from checkpoint "
+                              f"{directory}; use a fresh --database")
+        _bind(db, found, directory)
+
+
+def _start_new(db: Database, bound: dict[str, Any], directory: Path, *, wanted: dict[str, object],
+               reset: bool) -> None:
+    """A new checkpoint: into a database without this pipeline's output, or one `reset` has cleared."""
+    if directory.exists() and any(directory.iterdir()):
+        raise ConfigError(f"{directory} is not empty and is not a checkpoint of this job")
+    if bound or _has_output(db):
+        if not reset:
+            raise ConfigError(
+                f"database {db.name} already holds this pipeline's output (from checkpoint "
+                f"{bound.get('checkpoint_dir', 'unknown')}); a new checkpoint would count again from batch 0: "
+                "resume that checkpoint, use a fresh --database, or pass --reset to clear its derived collections")
+        for name in DERIVED_COLLECTIONS:
+            db.drop_collection(name)
+    identity = {**wanted, "checkpoint_id": uuid.uuid4().hex}
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / IDENTITY_FILE).write_text(json.dumps(identity, indent=2) + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the checkpoint directory {directory}: {exc.strerror}") from None
+    _bind(db, identity, directory)
 
 
 PIPELINE_COLLECTION = docs.PIPELINE
@@ -126,20 +138,21 @@ def _read_identity(directory: Path, marker: Path) -> dict[str, object]:
         raise ConfigError(f"checkpoint {directory} has an unreadable {IDENTITY_FILE}") from None
 
 
-def _has_output(db) -> bool:
+def _has_output(db: Database) -> bool:
     totals = db[docs.TOTALS].find_one({"_id": "all"}, {"batch_id": 1}) or {}
     return totals.get("batch_id", -1) >= 0 or db[docs.USER_STATS].find_one({}, {"_id": 1}) is not None
 
 
-def _bind(db, identity: dict[str, object], directory: Path) -> None:
+def _bind(db: Database, identity: dict[str, object], directory: Path) -> None:
     db[PIPELINE_COLLECTION].replace_one({"_id": IDENTITY_DOCUMENT}, {
         "checkpoint_id": identity.get("checkpoint_id"), "checkpoint_dir": str(directory.resolve()),
         "settings": {k: v for k, v in identity.items() if k != "checkpoint_id"}}, upsert=True)
 
 
 def check_kafka(bootstrap_servers: str, topic: str, timeout: float) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers, "socket.connection.setup.timeout.ms": 5000,
-                         "log_level": 0, "logger": _Silent()})
+    settings: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "socket.connection.setup.timeout.ms": 5000,
+                                "log_level": 0, "logger": _Silent()}
+    admin = AdminClient(settings)
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
@@ -152,11 +165,12 @@ def check_kafka(bootstrap_servers: str, topic: str, timeout: float) -> None:
 
 def check_mongo(uri: str, database: str, timeout: float) -> None:
     try:
-        with MongoClient(uri, serverSelectionTimeoutMS=int(timeout * 1000)) as client:
+        with MongoClient(uri, document_class=dict, serverSelectionTimeoutMS=int(timeout * 1000)) as client:
             client[database].command("ping")
             client[database].list_collection_names()
     except OperationFailure as exc:
-        raise ConfigError(f"MongoDB at {_redacted(uri)} refused access: {exc.details.get('errmsg', exc)}") from None
+        reason = (exc.details or {}).get("errmsg", exc)
+        raise ConfigError(f"MongoDB at {_redacted(uri)} refused access: {reason}") from None
     except PyMongoError as exc:
         raise ConfigError(f"MongoDB at {_redacted(uri)} unreachable after {timeout:.0f}s "
                           f"({str(exc).split(',')[0]})") from None
@@ -170,5 +184,7 @@ def _redacted(uri: str) -> str:
 
 
 class _Silent:
-    def log(self, *args, **kwargs) -> None:
+    """A librdkafka logger that drops everything: an unreachable broker is reported once, as a ConfigError."""
+
+    def log(self, *args: Any, **kwargs: Any) -> None:
         pass

@@ -11,7 +11,7 @@ CONSUMER_TUNING = {
 }
 
 
-def kafka_records(spark: SparkSession, bootstrap_servers: str, topic: str, starting_offsets: str,
+def kafka_records(spark: SparkSession, bootstrap_servers: str, topic: str, *, starting_offsets: str,
                   max_offsets_per_trigger: int, starting_timestamp_ms: int | None = None) -> DataFrame:
     """Records of `topic` with the kafka source's columns (key, value, topic, partition, offset, timestamp, ...).
 

@@ -21,7 +21,7 @@ from waiting import wait_until
 
 from conf import load_config
 from interactions.pipeline import RunMode, start_queries
-from interactions.verify import read_topic
+from ops.verify import read_topic
 
 pytestmark = pytest.mark.integration
 QUIET, BURST = 100, 600           # events per minute

@@ -49,7 +49,8 @@ class Results:
 def test_a_notification_reaches_the_log_the_webhook_and_the_mailbox(webhook_receiver, smtp_receiver, caplog):
     results = Results()
     notifier = Notifier([LogChannel(), WebhookChannel(webhook_receiver.url),
-                         EmailChannel("127.0.0.1", smtp_receiver.port, "job@test", ["ops@test", "oncall@test"])],
+                         EmailChannel("127.0.0.1", smtp_receiver.port, sender="job@test",
+                                      recipients=["ops@test", "oncall@test"])],
                         on_result=results)
     with caplog.at_level(logging.INFO, logger="interactions.alerts"):
         notifier.send(notification(1))
@@ -84,7 +85,8 @@ def test_a_dead_channel_never_blocks_the_caller_and_a_full_queue_drops(caplog):
     dead = f"http://127.0.0.1:{free_port()}/nobody-listens"
     results = Results()
     notifier = Notifier([WebhookChannel(dead, timeout_s=2),
-                         EmailChannel("127.0.0.1", free_port(), "job@test", ["ops@test"], timeout_s=2)],
+                         EmailChannel("127.0.0.1", free_port(), sender="job@test", recipients=["ops@test"],
+                                      timeout_s=2)],
                         attempts=3, backoff_s=0.05, queue_size=2, on_result=results)
     started = time.monotonic()
     for n in range(6):

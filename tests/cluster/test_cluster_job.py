@@ -6,7 +6,7 @@ Executors are separate JVMs (with their own Python workers) started by the worke
 cannot: the job's package reaches them through --py-files (their Python cannot see the editable install, as on a
 real cluster: the `executor_python` fixture), Spark's Kafka source through spark.jars in spark-defaults.conf, and no
 code relies on driver-side state. MongoDB is compared with the same independent oracle as in local mode
-(interactions.verify).
+(ops.verify).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from processes import run
 
-from interactions.verify import compare, read_topic, recompute
+from ops.verify import compare, read_topic, recompute
 from stack.process import PROJECT_ROOT
 from stack.spark_cluster import SparkCluster
 

@@ -11,7 +11,7 @@ import pytest
 from processes import run
 
 from conf import load_config
-from interactions.verify import compare, read_topic, recompute_for
+from ops.verify import compare, read_topic, recompute_for
 from stack import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]

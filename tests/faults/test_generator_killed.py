@@ -13,7 +13,7 @@ from waiting import wait_until
 
 from conf import load_config
 from interactions.pipeline import RunMode, start_queries
-from interactions.verify import compare, read_topic, recompute_for
+from ops.verify import compare, read_topic, recompute_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from processes import Processes, run
 from waiting import wait_until
 
 from conf import load_config
-from interactions.verify import compare, read_topic, recompute_for
+from ops.verify import compare, read_topic, recompute_for
 from stack import KafkaBroker, MongoServer, free_ports
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -53,11 +53,11 @@ def test_flags_override_the_configuration(monkeypatch):
     monkeypatch.setenv("PIPELINE_KAFKA_TOPIC", "from-env")
     plan = parse_args(["--rate", "500", "--seed", "7", "--users", "50", "--count", "10", "--processes", "2",
                        "--late-ratio", "0.1", "--burst", "3x:5@2"])
-    assert plan.topic == "from-env"
+    assert plan.kafka.topic == "from-env"
     assert (plan.settings.rate, plan.settings.seed, plan.settings.users, plan.settings.late_ratio) == \
         (500, 7, 50, 0.1)
     assert plan.settings.bursts[0].factor == 3
-    assert [plan.producer_plan(i).count for i in range(2)] == [5, 5]
+    assert [plan.producer_plan(i).length.count for i in range(2)] == [5, 5]
 
 
 def test_seed_zero_is_replaced_by_a_printed_random_seed():

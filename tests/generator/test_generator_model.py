@@ -3,18 +3,22 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime as dt
 import json
+import math
 import re
 import time
 
 import pytest
 
-from generator import StreamSettings, check_event, generate_events, generate_messages, parse_event_time
+from contract.events import FIELD_TYPES, INTERACTION_TYPES, ITEM_INTERACTIONS, PLATFORMS, REQUIRED_FIELDS
+from contract.validation import event_time, invalid_reason
+from generator import StreamSettings, generate_events, generate_messages
 from generator.catalog import ZipfSampler
 from generator.faults import DEFECTS
-from interactions.schema import FIELD_TYPES, INTERACTION_TYPES, ITEM_INTERACTIONS, PLATFORMS, REQUIRED_FIELDS
 
-EVENT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+EVENT_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")  # exactly what the generator writes
+MAX_FUTURE_SKEW = dt.timedelta(hours=1)
 FAULTY = StreamSettings(seed=11, late_ratio=0.05, duplicate_ratio=0.03, malformed_ratio=0.02)
 
 
@@ -25,6 +29,19 @@ def faulty_messages():
 
 def parsed(messages, kinds=("valid", "late")):
     return [json.loads(m.payload) for m in messages if m.kind in kinds]
+
+
+def invalid_when_received_at(payload, now):
+    """The contract's reference validator on a payload the broker received at `now` (epoch seconds)."""
+    return invalid_reason(payload, dt.datetime.fromtimestamp(now, dt.UTC), MAX_FUTURE_SKEW)
+
+
+def written_time(text):
+    """An event time as the generator writes it (exactly YYYY-MM-DDTHH:MM:SS.mmmZ), read back as epoch seconds."""
+    assert EVENT_TIME.match(text), text
+    when = event_time(text)
+    assert when is not None, text
+    return when.timestamp()
 
 
 def test_top_one_percent_of_users_get_a_large_share_of_events():
@@ -98,7 +115,7 @@ def test_pinned_start_time_makes_runs_identical_and_advances_one_over_rate_per_e
     settings = StreamSettings(seed=8, start_time=1_800_000_000.0, rate=1000, jitter=0.0)
     first, second = generate_messages(3_000, settings), generate_messages(3_000, settings)
     assert first == second
-    times = [parse_event_time(json.loads(m.payload)["event_time"]) for m in first]
+    times = [written_time(json.loads(m.payload)["event_time"]) for m in first]
     assert times[0] == 1_800_000_000.0
     assert times[2_999] == pytest.approx(1_800_000_000.0 + 2.999, abs=1e-6)
 
@@ -141,21 +158,23 @@ def test_valid_events_match_the_schema_contract(faulty_messages):
             continue
         event = json.loads(m.payload)
         assert set(event) == field_names
-        assert check_event(m.payload, now=now) is None, m.payload
+        assert invalid_when_received_at(m.payload, now) is None, m.payload
         assert m.key == event["user_id"]
         for name in REQUIRED_FIELDS:
             assert isinstance(event[name], str) and event[name]
         assert event["interaction_type"] in INTERACTION_TYPES
         assert event["platform"] in PLATFORMS
+        # What the generator writes, stricter than the contract: event times exactly to the millisecond in UTC, a
+        # country on every event (an ISO 3166 alpha-2 code), prices above zero, quantities of at least one.
         assert EVENT_TIME.match(event["event_time"])
         assert re.fullmatch(r"[A-Z]{2}", event["country"])
         if event["interaction_type"] in ITEM_INTERACTIONS:
-            assert isinstance(event["item_id"], str)
+            assert isinstance(event["item_id"], str) and event["item_id"]
         else:
             assert event["item_id"] is None
         if event["interaction_type"] in ("add_to_cart", "purchase"):
-            assert isinstance(event["price"], float) and event["price"] > 0
-            assert isinstance(event["quantity"], int) and event["quantity"] >= 1
+            assert isinstance(event["price"], float) and math.isfinite(event["price"]) and event["price"] > 0
+            assert type(event["quantity"]) is int and event["quantity"] >= 1
         else:
             assert event["price"] is None and event["quantity"] is None
 
@@ -171,7 +190,7 @@ def test_malformed_messages_really_break_the_contract_in_every_way(faulty_messag
     malformed = [m for m in faulty_messages if m.kind == "malformed"]
     assert {m.defect for m in malformed} == set(DEFECTS)
     for m in malformed:
-        assert check_event(m.payload, now=now) is not None, (m.defect, m.payload)
+        assert invalid_when_received_at(m.payload, now) is not None, (m.defect, m.payload)
         if m.defect == "broken_json":
             with pytest.raises(ValueError):
                 json.loads(m.payload)
@@ -181,7 +200,7 @@ def test_event_times_are_close_to_now_and_late_ones_an_hour_old(faulty_messages)
     now = time.time()
     fresh = StreamSettings(seed=12, late_ratio=0.1, jitter=0.5)
     for m in generate_messages(5_000, fresh, now=now):
-        age = now - parse_event_time(json.loads(m.payload)["event_time"])
+        age = now - written_time(json.loads(m.payload)["event_time"])
         if m.kind == "late":
             assert 3600 <= age <= 3600 + 0.5 + 0.001
         else:

@@ -1,4 +1,4 @@
-"""Operating the job: a backfill into a fresh database equals the live result, and `python -m interactions.verify`
+"""Operating the job: a backfill into a fresh database equals the live result, and `python -m ops.verify`
 reports a clean database as matching and each kind of damage as a mismatch."""
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def test_a_backfill_from_a_timestamp_into_a_fresh_database_equals_the_live_resul
 
 
 def verify(kafka_broker, topic, mongo_server, database, *flags: str) -> subprocess.CompletedProcess:
-    return run_process([sys.executable, "-m", "interactions.verify", "--bootstrap-servers",
+    return run_process([sys.executable, "-m", "ops.verify", "--bootstrap-servers",
                         kafka_broker.bootstrap_servers, "--topic", topic, "--mongo-uri", mongo_server.uri,
                         "--database", database, *flags], capture_output=True, text=True, timeout=120)
 

@@ -33,16 +33,16 @@ def test_every_write_runs_and_the_call_returns_when_all_are_done(spark_session):
 
 
 def test_the_first_failure_cancels_the_other_writes_and_is_raised_at_once(spark_session):
-    class Unreachable(Exception):
+    class UnreachableError(Exception):
         pass
 
     def failing():
         time.sleep(1)  # the slow writes have started by now
-        raise Unreachable("MongoDB is gone")
+        raise UnreachableError("MongoDB is gone")
 
     writes = {"fails": failing, **{f"slow-{n}": (lambda: slow_spark_job(spark_session, 120)) for n in range(4)}}
     started = time.monotonic()
-    with pytest.raises(Unreachable):
+    with pytest.raises(UnreachableError):
         run_side_by_side(spark_session.sparkContext, writes, 3, "test")
     assert time.monotonic() - started < 60, "the failure waited for the other writes"
     # the slow writes' tasks were interrupted, not left holding the cores: a new job runs at once

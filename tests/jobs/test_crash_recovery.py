@@ -17,7 +17,7 @@ from waiting import wait_until
 
 from conf import load_config
 from interactions import QUERY
-from interactions.verify import compare, read_topic, recompute_for
+from ops.verify import compare, read_topic, recompute_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration

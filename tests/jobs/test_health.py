@@ -14,9 +14,10 @@ from waiting import wait_until
 
 from conf import load_config
 from interactions import QUERY
-from interactions.health import PIPELINE_METRICS, PipelineHealth, batch_metrics, describe, ensure_retention
+from interactions.health import PIPELINE_METRICS, PipelineHealth, ensure_retention
 from interactions.pipeline import RunMode, start_queries
-from interactions.verify import read_topic, recompute_for
+from interactions.progress import batch_metrics, describe
+from ops.verify import read_topic, recompute_for
 from stack import free_port
 
 PROGRESS = {  # the shape of Spark's StreamingQueryProgress JSON for a Kafka source (values made up)
@@ -57,9 +58,9 @@ def samples(text: str) -> dict[tuple[str, tuple], float]:
 def test_the_prometheus_text_has_the_latest_batch_per_query_and_totals_since_start():
     health = PipelineHealth("mongodb://unused", "unused", 3600)  # not started: figures only, no MongoDB
     health.alert_states = lambda: {"traffic_spike": True, "bot_suspected": False}
-    health.record("records", PROGRESS)
-    health.record("records", {**PROGRESS, "batchId": 8, "numInputRows": 100})
-    health.record("records", {**PROGRESS, "batchId": 8, "numInputRows": 100})  # the same batch reported again
+    health.record(batch_metrics("records", PROGRESS))
+    health.record(batch_metrics("records", {**PROGRESS, "batchId": 8, "numInputRows": 100}))
+    health.record(batch_metrics("records", {**PROGRESS, "batchId": 8, "numInputRows": 100}))  # reported again
     got = samples(health.exposition().decode())
     assert got["interactions_batch_input_rows", (("query", "records"),)] == 100
     assert got["interactions_input_rows_total", (("query", "records"),)] == 400
@@ -86,7 +87,7 @@ def test_metrics_older_than_the_retention_expire(mongo_db):
     def expired() -> bool:
         try:  # SecantusDB runs its TTL sweep on demand; a real mongod sweeps every 60 s
             mongo_db.client.admin.command("secantusAdmin.pruneTtl")
-        except Exception:
+        except Exception:  # noqa: BLE001 (not SecantusDB: wait for the server's own sweep)
             pass
         return [d["_id"] for d in collection.find()] == ["new"]
 
@@ -113,7 +114,7 @@ def test_the_job_records_each_batch_and_serves_current_values_to_prometheus(
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             return samples(response.read().decode())
 
-    with caplog.at_level(logging.INFO, logger="interactions.pipeline"):
+    with caplog.at_level(logging.INFO, logger="interactions.listener"):
         pipeline = start_queries(spark_session, config, RunMode(available_now=True))
         try:
             read = wait_until(lambda: scrape().get(("interactions_input_rows_total", (("query", QUERY),))

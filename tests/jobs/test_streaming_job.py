@@ -1,7 +1,7 @@
 """The streaming job against real services: Apache Kafka, the MongoDB-protocol server and Spark's Kafka source.
 
 Every test compares MongoDB, document by document, with an independent recomputation from the records read back
-from the topic (interactions.verify), never with numbers copied from the job.
+from the topic (ops.verify), never with numbers copied from the job.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from processes import run
 from conf import load_config
 from interactions import QUERY
 from interactions.pipeline import RunMode, start_queries
-from interactions.verify import compare, read_topic, recompute_for
+from ops.verify import compare, read_topic, recompute_for
 
 pytestmark = pytest.mark.integration
 

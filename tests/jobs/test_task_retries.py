@@ -8,7 +8,7 @@ import pytest
 from processes import run
 
 from conf import load_config
-from interactions.verify import compare, read_topic, recompute_for
+from ops.verify import compare, read_topic, recompute_for
 
 pytestmark = pytest.mark.integration
 DRIVER = Path(__file__).with_name("retrying_job.py")

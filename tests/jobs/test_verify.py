@@ -1,4 +1,4 @@
-"""`interactions.verify` reading the topic and comparing with MongoDB, without the job: records go to a real topic,
+"""`ops.verify` reading the topic and comparing with MongoDB, without the job: records go to a real topic,
 the database is written from the independent recomputation (what a correct job writes), then damaged on purpose.
 
 Reading is partition by partition with a deadline per partition; a partition whose start retention deleted is
@@ -18,20 +18,20 @@ from confluent_kafka import Producer, TopicPartition
 from waiting import wait_until
 
 from conf import load_config
-from interactions.verify import (
-    HLL_COUPON_MODE_MAX,
+from ops.verify import (
     Coverage,
     PartitionRange,
     Record,
     TopicRead,
     compare,
     coverage_after_retention,
-    main,
     read_partitions,
     read_topic,
     recompute,
     recompute_for,
 )
+from ops.verify.cli import main
+from ops.verify.compare import HLL_COUPON_MODE_MAX
 
 UTC = dt.UTC
 LATENESS = dt.timedelta(minutes=2)

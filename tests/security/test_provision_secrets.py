@@ -97,8 +97,8 @@ def log_in(url: str, password: str) -> bool:
 
 
 def test_a_failing_step_prints_the_uri_and_passwords_as_stars():
-    """What a failed bundle import used to show (its command line carried the URI, and its output may repeat it):
-    a real process that prints its secrets, run the way provision runs each step."""
+    """A failed step whose command line carries the URI and whose output repeats it and the passwords: a real
+    process that prints its secrets, run the way provision runs each step."""
     provision_module = load_provision()
     uri = "mongodb://pipeline:p%40ss-" + secrets.token_hex(6) + "@db.example:27017/analytics?mode=superset"
     password = "admin-" + secrets.token_hex(6)

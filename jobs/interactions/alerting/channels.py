@@ -77,7 +77,7 @@ class WebhookChannel:
 class EmailChannel:
     name = "email"
 
-    def __init__(self, host: str, port: int, sender: str, recipients: list[str], starttls: bool = False,
+    def __init__(self, host: str, port: int, *, sender: str, recipients: list[str], starttls: bool = False,
                  username: str = "", password: str = "", timeout_s: float = 10.0):
         self.host, self.port, self.sender, self.recipients = host, port, sender, recipients
         self.starttls, self.username, self.password, self.timeout_s = starttls, username, password, timeout_s
@@ -136,7 +136,8 @@ class Notifier:
             return
         try:
             self.on_result(notification, channel, status, attempts, error)
-        except Exception as exc:  # recording the outcome is best effort; the delivery itself happened or not
+        # recording the outcome is best effort; the delivery itself happened or not
+        except Exception as exc:  # noqa: BLE001 (any failure)
             log.warning("could not record the %s delivery of alert %s: %s", channel, notification.alert_id, exc)
 
 
@@ -171,7 +172,7 @@ class _ChannelWorker:
         for attempt in range(1, notifier.attempts + 1):
             try:
                 self.channel.deliver(notification)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 (any failure of a channel is retried, then reported)
                 error = f"{type(exc).__name__}: {exc}"
                 if attempt == notifier.attempts or notifier._abort.is_set():
                     log.error("alert channel %s: giving up on %s %s after %d attempts: %s", name,

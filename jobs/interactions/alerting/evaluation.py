@@ -23,11 +23,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from contract.times import as_utc, floor
 from interactions.alerting.rules import MINUTES, RECORDS, USERS, Rule, RuleSet
 
 FIRING, ONGOING, RESOLVED = "firing", "ongoing", "resolved"
 MINUTE = dt.timedelta(minutes=1)
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 DEFAULT_GRACE = dt.timedelta(seconds=15)
 HORIZON_WINDOWS = 60  # windows further behind the newest than this are not evaluated (a jump in time, old data)
 
@@ -90,7 +90,7 @@ class Evaluator:
         series = self._series[MINUTES]
         touched = set()
         for start, interaction_type, platform, events, revenue in rows:
-            minute = _floor(start, MINUTE)
+            minute = floor(start, MINUTE)
             cells = series.values.setdefault(minute, {})
             cells[(interaction_type, platform)] = (int(events), float(revenue or 0.0))
             touched.add(minute)
@@ -103,7 +103,7 @@ class Evaluator:
         series = self._series[USERS]
         touched = set()
         for start, user, interactions in rows:
-            window = _floor(start, series.step)
+            window = floor(start, series.step)
             known = series.values.get(window)
             candidate = (int(interactions), user)
             if known is None or candidate > known:
@@ -116,7 +116,7 @@ class Evaluator:
         """One batch of the query that reads every Kafka record: how many it read and how many were dead letters.
         Keyed by batch id, so a batch reported twice counts once."""
         series = self._series[RECORDS]
-        minute = self._record_batches.get(batch_id) or _floor(processed_at, MINUTE)
+        minute = self._record_batches.get(batch_id) or floor(processed_at, MINUTE)
         self._record_batches[batch_id] = minute
         series.values.setdefault(minute, {})[batch_id] = (int(records), int(dead_letters))
         return self._observe(RECORDS, {minute}, max(processed_at, minute))
@@ -124,7 +124,7 @@ class Evaluator:
     def restore(self, rule_name: str, alert_id: str, first_seen: dt.datetime, last_seen: dt.datetime) -> None:
         """Continue an alert that was firing when the job stopped (read back from the alert store)."""
         if rule_name in self._states:
-            self._states[rule_name].firing = _Firing(alert_id, _utc(first_seen), _utc(last_seen))
+            self._states[rule_name].firing = _Firing(alert_id, as_utc(first_seen), as_utc(last_seen))
 
     def firing(self) -> dict[str, bool]:
         return {name: state.firing is not None for name, state in self._states.items()}
@@ -149,16 +149,16 @@ class Evaluator:
         state = self._states[rule.name]
         length = rule.window
         assert series.newest is not None
-        floor = _floor(series.newest, length) - HORIZON_WINDOWS * length
+        horizon = floor(series.newest, length) - HORIZON_WINDOWS * length
         if state.cursor is None:
-            state.partial = max(_floor(min(touched), length), floor)
+            state.partial = max(floor(min(touched), length), horizon)
             state.cursor = state.partial - length
-        elif state.cursor < floor - length:
-            state.cursor = floor - length
+        elif state.cursor < horizon - length:
+            state.cursor = horizon - length
         out: list[Transition] = []
         if rule.fires_early:  # windows not judged yet, complete or not: a crossed threshold is already final
-            for start in sorted({_floor(t, length) for t in touched}):
-                if start > state.cursor and start >= floor:
+            for start in sorted({floor(t, length) for t in touched}):
+                if start > state.cursor and start >= horizon:
                     value, subject = self._value(rule, series, start)
                     if value is not None and rule.breached(value):
                         out.append(self._breach(rule, state, start, value, subject))
@@ -236,12 +236,3 @@ class Evaluator:
 
 def alert_id(rule_name: str, first_window: dt.datetime) -> str:
     return f"{rule_name}|{first_window.astimezone(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
-
-
-def _floor(when: dt.datetime, step: dt.timedelta) -> dt.datetime:
-    return EPOCH + ((_utc(when) - EPOCH) // step) * step
-
-
-def _utc(when: dt.datetime) -> dt.datetime:
-    """Naive datetimes (a MongoDB client without tz_aware) are UTC."""
-    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when

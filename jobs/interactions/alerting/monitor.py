@@ -30,7 +30,7 @@ def _utcnow() -> dt.datetime:
 
 
 class AlertMonitor:
-    def __init__(self, rules: RuleSet, store: AlertStore, channels: list[Channel], attempts: int = 5,
+    def __init__(self, rules: RuleSet, store: AlertStore, channels: list[Channel], *, attempts: int = 5,
                  backoff_s: float = 1.0, queue_size: int = 1000,
                  clock: Callable[[], dt.datetime] = _utcnow, grace: dt.timedelta = DEFAULT_GRACE):
         self.rules, self.store, self.clock = rules, store, clock
@@ -54,8 +54,8 @@ class AlertMonitor:
         store.ensure_indexes()
         from conf.loader import parse_duration_seconds
 
-        monitor = cls(rules, store, channels_from_config(settings), settings.retry_attempts,
-                      parse_duration_seconds(settings.retry_backoff), settings.queue_size)
+        monitor = cls(rules, store, channels_from_config(settings), attempts=settings.retry_attempts,
+                      backoff_s=parse_duration_seconds(settings.retry_backoff), queue_size=settings.queue_size)
         log.info("alerting: %d rules from %s (%s); channels %s", len(rules.rules), rules.path,
                  ", ".join(r.name for r in rules.rules), ", ".join(monitor.notifier.channel_names))
         return monitor
@@ -71,20 +71,20 @@ class AlertMonitor:
         revenue), absolute values."""
         try:
             self._run(lambda now: self.evaluator.observe_minutes(minutes, now), "aggregates", batch_id)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (alerting must never stop the stream)
             log.warning("alerting: aggregates batch %d not evaluated: %s", batch_id, exc)
 
     def on_busiest_users(self, rows: Iterable[tuple[dt.datetime, str, int]], batch_id: int) -> None:
         try:
             self._run(lambda now: self.evaluator.observe_busiest_users(rows, now), "user_rate", batch_id)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (alerting must never stop the stream)
             log.warning("alerting: user-rate batch %d not evaluated: %s", batch_id, exc)
 
     def on_records_batch(self, batch_id: int, processed_at: dt.datetime, records: int, dead_letters: int) -> None:
         try:
             self._run(lambda now: self.evaluator.observe_records_batch(batch_id, processed_at, records,
                                                                        dead_letters), "records", batch_id)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 (alerting must never stop the stream)
             log.warning("alerting: records batch %d not evaluated: %s", batch_id, exc)
 
     def firing(self) -> dict[str, bool]:
@@ -132,7 +132,8 @@ class AlertMonitor:
         self.notifier.send(Notification(t.alert_id, kind, payload(t)))
 
     def _record_delivery(self, n: Notification, channel: str, status: str, attempts: int, error: str | None) -> None:
-        self.store.record_delivery(n.alert_id, n.kind, channel, status, attempts, error, self.clock())
+        self.store.record_delivery(n.alert_id, n.kind, channel, status=status, attempts=attempts, error=error,
+                                   now=self.clock())
 
 
 def channels_from_config(settings: Any) -> list[Channel]:
@@ -141,8 +142,9 @@ def channels_from_config(settings: Any) -> list[Channel]:
         channels.append(WebhookChannel(settings.webhook_url))
     if settings.smtp_host:
         recipients = [r.strip() for r in settings.smtp_recipients.split(",") if r.strip()]
-        channels.append(EmailChannel(settings.smtp_host, settings.smtp_port, settings.smtp_sender, recipients,
-                                     settings.smtp_starttls, settings.smtp_username, settings.smtp_password))
+        channels.append(EmailChannel(settings.smtp_host, settings.smtp_port, sender=settings.smtp_sender,
+                                     recipients=recipients, starttls=settings.smtp_starttls,
+                                     username=settings.smtp_username, password=settings.smtp_password))
     return channels
 
 

@@ -74,7 +74,7 @@ class AlertStore:
                                         {"$set": {f"notifications.{kind}": {"claimed_at": now}}})
         return result.modified_count == 1
 
-    def record_delivery(self, alert_id: str, kind: str, channel: str, status: str, attempts: int,
+    def record_delivery(self, alert_id: str, kind: str, channel: str, *, status: str, attempts: int,
                         error: str | None, now: dt.datetime) -> None:
         self.alerts.update_one({"_id": alert_id}, {"$set": {f"notifications.{kind}.{channel}": {
             "status": status, "attempts": attempts, "error": error, "at": now}}})

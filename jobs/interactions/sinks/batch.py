@@ -18,6 +18,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Protocol
 
 from pymongo import MongoClient
@@ -89,9 +90,9 @@ class BatchWriter:
             if not s.dry_run and summary.has_data:
                 totals.apply_batch(db, summary, batch_id)
                 top_lists.merge_into_list(db, docs.TOP_USERS, "all", "user_id", _best(summary.users, s.top_n_users),
-                                          s.top_n_users, batch_id)
+                                          n=s.top_n_users, batch_id=batch_id)
                 top_lists.merge_into_list(db, docs.TOP_ITEMS, "all", "item_id", _best(summary.items, s.top_n_items),
-                                          s.top_n_items, batch_id)
+                                          n=s.top_n_items, batch_id=batch_id)
             self._recent_users(db, summary, batch_id)
             derived_s = time.monotonic() - derived_started
             db[docs.BATCHES].update_one({"_id": f"{QUERY}:{batch_id}"}, {"$set": {
@@ -119,12 +120,14 @@ class BatchWriter:
         written = {collection: rows for collection, rows in written.items() if rows}
         if self.settings.dry_run or not written:
             return written, time.monotonic() - began
-        s = self.settings
         run_side_by_side(batch.sparkSession.sparkContext, {
-            collection: (lambda c=collection: self.write(self.writers[c](batch, batch_id), s.uri, s.database, c,
-                                                         s.write_batch_size))
-            for collection in written}, WRITERS, f"{QUERY} batch {batch_id}")
+            collection: partial(self._write_collection, batch, batch_id, collection) for collection in written},
+            WRITERS, f"{QUERY} batch {batch_id}")
         return written, time.monotonic() - began
+
+    def _write_collection(self, batch: DataFrame, batch_id: int, collection: str) -> None:
+        s = self.settings
+        self.write(self.writers[collection](batch, batch_id), s.uri, s.database, collection, s.write_batch_size)
 
     def _recent_users(self, db, summary: Summary, batch_id: int) -> None:
         if summary.newest_event_time is None:
@@ -136,8 +139,8 @@ class BatchWriter:
         if self.settings.dry_run:
             return
         self.recent.store(db, changed)
-        top_lists.replace_list(db, docs.TOP_USERS, "last_hour", "user_id", best, batch_id,
-                               {"window_start": start, "window_end": end})
+        top_lists.replace_list(db, docs.TOP_USERS, "last_hour", "user_id", best, batch_id=batch_id,
+                               extra={"window_start": start, "window_end": end})
 
 
 def _best(counted: list[tuple[str, int]], n: int) -> list[tuple[str, int]]:

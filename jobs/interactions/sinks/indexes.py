@@ -8,6 +8,7 @@ else by a secondary key.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from pymongo import ASCENDING
 from pymongo.database import Database
@@ -50,5 +51,5 @@ def ensure_retention(db: Database, collection: str, field: str, seconds: float |
             except OperationFailure:
                 pass
         db[collection].drop_index(RETENTION_INDEX)
-    options = {"expireAfterSeconds": ttl} if ttl is not None else {}
+    options: dict[str, Any] = {"expireAfterSeconds": ttl} if ttl is not None else {}
     db[collection].create_index([(field, ASCENDING)], name=RETENTION_INDEX, **options)

@@ -3,7 +3,7 @@
 Spark's state keeps each (user, slot) count only while the slot can still change; every batch hands the driver the
 absolute counts of the pairs it changed. The driver holds the slots of the current window in memory and ranks the
 users by their sum; the window is the one ending at the slot boundary after the newest event time seen, as the
-recomputation defines it (interactions.verify): [end - window, end).
+recomputation defines it (ops.verify): [end - window, end).
 
 `user_slots` keeps those slots for a restart: one document per slot and shard of users (by a stable hash of the user
 id, so a document stays far below MongoDB's 16 MB even with millions of users in a slot), holding the shard's
@@ -23,9 +23,9 @@ from typing import Any
 from pymongo import ReplaceOne
 from pymongo.database import Database
 
+from contract.times import as_utc, floor
 from interactions import documents as docs
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 SHARDS = 16
 
 
@@ -40,20 +40,20 @@ class RecentUsers:
         self.loaded = False
 
     def window_for(self, newest: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
-        end = floor(_utc(newest), self.slot) + self.slot
+        end = floor(newest, self.slot) + self.slot
         return end - self.window, end
 
     def load(self, db: Database, start: dt.datetime) -> None:
         """The slots from `start` on, as stored (once per process, before the first update)."""
         for doc in db[docs.USER_SLOTS].find({"window_start": {"$gte": start}}, {"window_start": 1, "counts": 1}):
-            self.slots[_utc(doc["window_start"])].update((user, int(n)) for user, n in doc["counts"])
+            self.slots[as_utc(doc["window_start"])].update((user, int(n)) for user, n in doc["counts"])
         self.loaded = True
 
     def update(self, counts: list[tuple[str, dt.datetime, int]]) -> set[tuple[dt.datetime, int]]:
         """Apply a batch's absolute (user, slot start, count); returns the (slot, shard) pairs it changed."""
         changed = set()
         for user, start, count in counts:
-            slot = _utc(start)
+            slot = as_utc(start)
             self.slots[slot][user] = count
             changed.add((slot, shard_of(user)))
         return changed
@@ -86,11 +86,3 @@ class RecentUsers:
             db[docs.USER_SLOTS].bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in documents],
                                            ordered=False)
         return len(documents)
-
-
-def floor(when: dt.datetime, step: dt.timedelta) -> dt.datetime:
-    return EPOCH + ((when - EPOCH) // step) * step
-
-
-def _utc(when: dt.datetime) -> dt.datetime:
-    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)

@@ -44,7 +44,7 @@ def retrying(sink: Sink, give_up_after_s: float, first_delay_s: float = 1.0, max
                 if attempt > 1:
                     log.info("batch %d written after %d attempts", batch_id, attempt)
                 return
-            except Exception as error:  # noqa: BLE001 (classified below)
+            except Exception as error:
                 if not is_transient(error) or time.monotonic() + delay > deadline:
                     raise
                 log.warning("batch %d: MongoDB unavailable (%s); retrying in %.0f s", batch_id,

@@ -20,7 +20,7 @@ NO_BATCH = -1
 
 
 def merge_into_list(db: Database, collection: str, scope: str, key_field: str,
-                    candidates: Iterable[tuple[str, int]], n: int, batch_id: int,
+                    candidates: Iterable[tuple[str, int]], *, n: int, batch_id: int,
                     extra: dict[str, Any] | None = None) -> list[tuple[str, int]]:
     """Merge a batch's candidates (absolute values) into the list, once per batch; rewrite its rank documents."""
     list_id = f"{collection}:{scope}"
@@ -29,23 +29,24 @@ def merge_into_list(db: Database, collection: str, scope: str, key_field: str,
     current = [(e[0], int(e[1])) for e in stored.get("entries", [])] if stored else []
     if applied < batch_id:
         current = docs.merge_top(current, candidates, n)
-        _store_list(db, list_id, stored is not None, applied, current, batch_id)
-    write_ranks(db, collection, scope, key_field, current, extra)
+        _store_list(db, list_id, exists=stored is not None, applied=applied, entries=current, batch_id=batch_id)
+    write_ranks(db, collection, scope, key_field, current, extra=extra)
     return current
 
 
-def replace_list(db: Database, collection: str, scope: str, key_field: str, entries: list[tuple[str, int]],
+def replace_list(db: Database, collection: str, scope: str, key_field: str, entries: list[tuple[str, int]], *,
                  batch_id: int, extra: dict[str, Any] | None = None) -> None:
     """A list computed whole for this batch (not merged): stored, then its ranks written."""
     list_id = f"{collection}:{scope}"
     stored = db[docs.TOP_LISTS].find_one({"_id": list_id}, {"batch_id": 1})
     applied = stored.get("batch_id", NO_BATCH) if stored else NO_BATCH
     if applied < batch_id:
-        _store_list(db, list_id, stored is not None, applied, entries, batch_id, extra)
-    write_ranks(db, collection, scope, key_field, entries, extra)
+        _store_list(db, list_id, exists=stored is not None, applied=applied, entries=entries, batch_id=batch_id,
+                    extra=extra)
+    write_ranks(db, collection, scope, key_field, entries, extra=extra)
 
 
-def _store_list(db: Database, list_id: str, exists: bool, applied: int, entries: list[tuple[str, int]],
+def _store_list(db: Database, list_id: str, *, exists: bool, applied: int, entries: list[tuple[str, int]],
                 batch_id: int, extra: dict[str, Any] | None = None) -> None:
     document = {"entries": [[k, v] for k, v in entries], "batch_id": batch_id, **(extra or {})}
     if exists:
@@ -56,7 +57,7 @@ def _store_list(db: Database, list_id: str, exists: bool, applied: int, entries:
         db[docs.TOP_LISTS].insert_one({"_id": list_id, **document})
 
 
-def write_ranks(db: Database, collection: str, scope: str, key_field: str, entries: list[tuple[str, int]],
+def write_ranks(db: Database, collection: str, scope: str, key_field: str, entries: list[tuple[str, int]], *,
                 extra: dict[str, Any] | None = None) -> None:
     operations = [ReplaceOne({"_id": f"{scope}:{rank}"},
                              {"scope": scope, "rank": rank, key_field: key, "interactions": value, **(extra or {})},

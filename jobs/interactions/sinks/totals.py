@@ -18,6 +18,7 @@ from typing import Any
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
 
+from contract.times import as_utc
 from interactions import documents as docs
 from interactions.sinks.summary import Summary
 
@@ -52,7 +53,7 @@ def next_totals(previous: dict[str, Any], summary: Summary, counts: Callable[[],
     (users, items) from the collections, `extremes()` (most interactions on an item, (fewest, that item))."""
     last_time = previous.get("batch_time")
     trusted = previous.get("batch_id", NO_BATCH) != NO_BATCH and last_time is not None \
-        and summary.batch_time is not None and _utc(summary.batch_time) > _utc(last_time)
+        and summary.batch_time is not None and as_utc(summary.batch_time) > as_utc(last_time)
     if trusted:
         users, items = previous["users"] + summary.new_users, previous["items"] + summary.new_items
     else:
@@ -89,7 +90,3 @@ def _extremes(db: Database) -> tuple[int, tuple[int, str] | None]:
     most = items.find_one({}, {"interactions": 1}, sort=[("interactions", DESCENDING)])
     least = items.find_one({}, {"interactions": 1}, sort=[("interactions", ASCENDING), ("_id", ASCENDING)])
     return most["interactions"] if most else 0, (least["interactions"], least["_id"]) if least else None
-
-
-def _utc(when: dt.datetime) -> dt.datetime:
-    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when

@@ -1,4 +1,4 @@
-"""python -m interactions.status [--watch S]: one screen on the pipeline's health, read from Kafka and MongoDB.
+"""python -m ops.status [--watch S]: one screen on the pipeline's health, read from Kafka and MongoDB.
 
 Shows whether the broker and the database answer, the job's last micro-batch (id, time, rows, duration, state),
 the Kafka lag of the job per partition (topic end minus the offsets in the job's checkpoint), and the totals:
@@ -68,7 +68,7 @@ def render(config: PipelineConfig) -> list[str]:
         lines.append(f"kafka   {config.kafka.bootstrap_servers} up; topic {config.kafka.topic}; job lag "
                      f"{sum(lag.values())} ({', '.join(f'p{p}={n}' for p, n in lag.items())})")
     try:
-        with MongoClient(config.mongo.uri, serverSelectionTimeoutMS=3000, tz_aware=True) as client:
+        with MongoClient(config.mongo.uri, document_class=dict, serverSelectionTimeoutMS=3000, tz_aware=True) as client:
             db = client[config.mongo.database]
             totals = db.totals.find_one({"_id": "all"}) or {}
             lines.append(f"mongo   {config.mongo.uri.split('@')[-1]} up; database {config.mongo.database}")
@@ -94,7 +94,7 @@ def render(config: PipelineConfig) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m interactions.status", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m ops.status", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="configuration file (default conf/pipeline.toml)")
     parser.add_argument("--database", help="MongoDB database (default from conf)")
     parser.add_argument("--checkpoint-dir", help="the job's checkpoint directory (default from conf)")

@@ -1,0 +1,5 @@
+import sys
+
+from ops.verify.cli import main
+
+sys.exit(main())
