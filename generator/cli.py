@@ -16,11 +16,11 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from multiprocessing.process import BaseProcess
 from typing import Any, NoReturn
 
 from conf import ConfigError, GeneratorConfig, load_config
+from contract.times import parse_instant
 from generator.pacing import Burst, Schedule, parse_burst
 from generator.producer import (
     BrokerUnreachable,
@@ -75,13 +75,10 @@ def _start_time(text: str) -> float:
     except ValueError:
         pass
     try:
-        moment = datetime.fromisoformat(text.strip())
+        return parse_instant(text).timestamp()
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"must be ISO-8601 (e.g. 2026-11-28T04:50:00Z) or epoch seconds, got {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _key_value(text: str) -> tuple[str, str]:

@@ -20,6 +20,7 @@ from processes import Processes
 from waiting import wait_until
 
 from conf import load_config
+from contract.times import floor, parse_instant
 from interactions.pipeline import RunMode, start_queries
 from ops.verify import read_topic
 
@@ -64,7 +65,7 @@ def per_minute(records) -> tuple[collections.Counter, dict[dt.datetime, tuple[st
     users: collections.Counter = collections.Counter()
     for record in records:
         event = json.loads(record.raw)
-        when = dt.datetime.fromisoformat(event["event_time"].replace("Z", "+00:00")).replace(second=0, microsecond=0)
+        when = floor(parse_instant(event["event_time"]), dt.timedelta(minutes=1))
         events[when] += 1
         users[when, event["user_id"]] += 1
     busiest: dict[dt.datetime, tuple[str, int]] = {}
