@@ -4,7 +4,7 @@ Starts its own single-node broker (free ports, temporary directory), produces N 
 default producer and with a tuned one, then reads them back with default consumer settings (poll() per message and
 consume() in batches) and with tuned fetch settings. Prints a table and writes the figures as JSON.
 
-    .venv/bin/python bench/broker_throughput.py [--messages 500000] [--repeat 3] [--out .stack/bench/....json]
+    .venv/bin/python -m bench.broker_throughput [--messages 500000] [--repeat 3] [--out .stack/bench/....json]
 
 The broker and the client share the machine's cores, as they do in the pipeline's local runs.
 """
@@ -23,10 +23,12 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer, libversion
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from bench.report import write_report
 from generator.topics import TOPIC_CONFIG
 from stack import KafkaBroker, StackError, free_ports
 from stack.kafka import DEFAULT_LIB_DIR
@@ -34,7 +36,7 @@ from stack.process import PROJECT_ROOT
 
 log = logging.getLogger("bench.broker_throughput")
 
-PRODUCERS = {
+PRODUCERS: dict[str, dict[str, Any]] = {
     "default": {},
     # Bigger, fuller batches (fewer requests per message) and a deeper local queue (produce() never blocks).
     "tuned": {"linger.ms": 20, "batch.size": 1_000_000, "batch.num.messages": 100_000,
@@ -42,7 +44,7 @@ PRODUCERS = {
 }
 # lz4 shrinks the JSON ~2-3x on the wire and on disk, for CPU on both sides: on 2 shared cores that is the scarce part.
 PRODUCERS["tuned+lz4"] = {**PRODUCERS["tuned"], "compression.type": "lz4"}
-CONSUMERS = {
+CONSUMERS: dict[str, dict[str, Any]] = {
     "default": {},
     # Fewer, larger fetches and a deeper local queue, so the Python loop never waits on the network.
     "tuned": {"fetch.min.bytes": 1_048_576, "fetch.wait.max.ms": 100, "fetch.max.bytes": 104_857_600,
@@ -60,7 +62,7 @@ class Result:
     api: str
     messages: int
     seconds: float
-    msgs_per_s: float
+    msgs_per_s: int
     mb_per_s: float
     first_message_s: float | None = None  # consumers: from subscribe to the first message (group join, first fetch)
     runs_msgs_per_s: list[int] | None = None  # every repetition; the row shows the median one
@@ -112,17 +114,19 @@ def produce(bootstrap: str, topic: str, payload: list[tuple[bytes, bytes]], name
     seconds = time.perf_counter() - began
     if left or failures:
         raise SystemExit(f"bench: {left} messages undelivered, {failures} failed (producer {name})")
-    return _result("produce", name, "produce()", len(payload), seconds, payload)
+    return _result("produce", name, api="produce()", count=len(payload), seconds=seconds, payload=payload)
 
 
-def consume(bootstrap: str, topic: str, expected: int, name: str, api: str,
+def consume(bootstrap: str, topic: str, *, expected: int, name: str, api: str,
             payload: list[tuple[bytes, bytes]]) -> Result:
+    """Read `expected` messages from the start of `topic` with consumer settings `name` through `api` (poll()
+    per message, or consume() in batches); timed from the first message."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{name}-{api}-{uuid.uuid4().hex[:6]}",
                          "auto.offset.reset": "earliest", **CONSUMERS[name]})
     subscribed = time.perf_counter()
     consumer.subscribe([topic])
     count = 0
-    first = None
+    first: float | None = None
     deadline = subscribed + 600
     try:
         while count < expected:
@@ -132,23 +136,25 @@ def consume(bootstrap: str, topic: str, expected: int, name: str, api: str,
             for message in batch:
                 if message is None:
                     continue
-                if message.error():
-                    if message.error().code() != KafkaError._PARTITION_EOF:
-                        raise SystemExit(f"bench: consumer error {message.error()}")
+                error = message.error()
+                if error:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        raise SystemExit(f"bench: consumer error {error}")
                     continue
                 if first is None:
                     first = time.perf_counter()
                 count += 1
+        assert first is not None  # expected > 0 messages were read
         seconds = time.perf_counter() - first
     finally:
         consumer.close()
-    result = _result("consume", name, "poll()" if api == "poll" else f"consume({CONSUME_BATCH})", count, seconds,
-                     payload)
+    result = _result("consume", name, api="poll()" if api == "poll" else f"consume({CONSUME_BATCH})", count=count,
+                     seconds=seconds, payload=payload)
     result.first_message_s = round(first - subscribed, 3)
     return result
 
 
-def _result(phase: str, client: str, api: str, count: int, seconds: float,
+def _result(phase: str, client: str, *, api: str, count: int, seconds: float,
             payload: list[tuple[bytes, bytes]]) -> Result:
     size = sum(len(v) for _, v in payload) / len(payload)
     return Result(phase, client, api, count, round(seconds, 3), round(count / seconds),
@@ -172,7 +178,7 @@ def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
             time.sleep(0.1)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=500_000)
     parser.add_argument("--partitions", type=int, default=4)
@@ -180,22 +186,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=50_000, help="messages produced first, not measured (JIT)")
     parser.add_argument("--lib-dir", default=str(DEFAULT_LIB_DIR))
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / ".stack" / "bench" / "broker_throughput.json")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    return parser.parse_args(argv)
 
-    payload = events(args.messages)
-    avg_bytes = sum(len(v) for _, v in payload) / len(payload)
-    log.info("built %d events, %.0f bytes on average", len(payload), avg_bytes)
+
+def measure(args: argparse.Namespace, payload: list[tuple[bytes, bytes]]) -> tuple[list[Result], float]:
+    """Start a broker, then every producer variant and every consumer variant, --repeat times each: (the median
+    run of each variant, the broker's start-up seconds). Raises StackError when the broker does not start."""
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-kafka-") as data_dir:
         port, controller_port = free_ports(2)
         broker = KafkaBroker(data_dir, port=port, controller_port=controller_port, lib_dir=args.lib_dir)
         began = time.perf_counter()
-        try:
-            broker.start(timeout=180)
-        except StackError as exc:
-            print(f"bench: {exc}", file=sys.stderr)
-            return 1
+        broker.start(timeout=180)
         startup_s = time.perf_counter() - began
         try:
             bootstrap = broker.bootstrap_servers
@@ -214,16 +216,17 @@ def main(argv: list[str] | None = None) -> int:
             for name, api in (("default", "poll"), ("default", "consume"), ("tuned", "poll"), ("tuned", "consume")):
                 runs = []
                 for _ in range(args.repeat):
-                    runs.append(consume(bootstrap, source, len(payload), name, api, payload))
+                    runs.append(consume(bootstrap, source, expected=len(payload), name=name, api=api,
+                                        payload=payload))
                     log.info("consume %-7s %-8s %9d msg/s", name, api, runs[-1].msgs_per_s)
                 results.append(median_of(runs))
         finally:
             broker.stop()
+    return results, startup_s
 
-    client = f"confluent-kafka {importlib.metadata.version('confluent-kafka')} (librdkafka {libversion()[0]})"
-    version = next((p.name[len("kafka_2.13-"):-4] for p in Path(args.lib_dir).glob("kafka_2.13-*.jar")), "?")
-    print(f"\nApache Kafka {version} (1 node, KRaft, {args.partitions} partitions), {client}, {len(payload)} messages "
-          f"of {avg_bytes:.0f} bytes, {os.cpu_count()} cores, broker ready in {startup_s:.1f} s")
+
+def print_table(results: list[Result], *, header: str) -> None:
+    print(header)
     print(f"{'phase':<8} {'client':<10} {'api':<16} {'msg/s':>10} {'MB/s':>7} {'seconds':>8} {'1st msg s':>10}  "
           f"runs (msg/s)")
     for r in results:
@@ -231,17 +234,32 @@ def main(argv: list[str] | None = None) -> int:
         runs = ", ".join(f"{v:,}" for v in r.runs_msgs_per_s or [])
         print(f"{r.phase:<8} {r.client:<10} {r.api:<16} {r.msgs_per_s:>10,} {r.mb_per_s:>7} {r.seconds:>8.2f} "
               f"{first:>10}  {runs}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "kafka_version": version, "client": client,
-        "messages": len(payload), "partitions": args.partitions, "avg_value_bytes": round(avg_bytes, 1),
-        "repeat": args.repeat, "load_average_1m_after": round(os.getloadavg()[0], 2),
-        "cpu_count": os.cpu_count(), "machine": platform.node(), "broker_startup_s": round(startup_s, 2),
-        "producer_settings": PRODUCERS, "consumer_settings": CONSUMERS,
-        "results": [asdict(r) for r in results],
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }, indent=2) + "\n")
-    print(f"results written to {args.out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    payload = events(args.messages)
+    avg_bytes = sum(len(v) for _, v in payload) / len(payload)
+    log.info("built %d events, %.0f bytes on average", len(payload), avg_bytes)
+    try:
+        results, startup_s = measure(args, payload)
+    except StackError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+
+    client = f"confluent-kafka {importlib.metadata.version('confluent-kafka')} (librdkafka {libversion()[0]})"
+    version = next((p.name[len("kafka_2.13-"):-4] for p in Path(args.lib_dir).glob("kafka_2.13-*.jar")), "?")
+    print_table(results, header=f"\nApache Kafka {version} (1 node, KRaft, {args.partitions} partitions), {client}, "
+                                f"{len(payload)} messages of {avg_bytes:.0f} bytes, {os.cpu_count()} cores, broker "
+                                f"ready in {startup_s:.1f} s")
+    write_report(args.out, kafka_version=version, client=client, messages=len(payload), partitions=args.partitions,
+                 avg_value_bytes=round(avg_bytes, 1), repeat=args.repeat,
+                 load_average_1m_after=round(os.getloadavg()[0], 2), cpu_count=os.cpu_count(),
+                 machine=platform.node(), broker_startup_s=round(startup_s, 2), producer_settings=PRODUCERS,
+                 consumer_settings=CONSUMERS, results=[asdict(r) for r in results],
+                 measured_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return 0
 
 

@@ -5,14 +5,15 @@ once into a topic of P partitions, then for each worker count starts a fresh clu
 and runs the job on the whole backlog the user's way (spark-submit --master spark://... --py-files ...
 --available-now) with max_offsets_per_trigger = N / batches, into a fresh database and checkpoint.
 
-    .venv/bin/python bench/cluster_scaling.py [--workers 1,2] [--worker-cores 1] [--events 200000] [--partitions 4]
+    .venv/bin/python -m bench.cluster_scaling [--workers 1,2] [--worker-cores 1] [--events 200000] [--partitions 4]
                                               [--out .stack/bench/cluster_scaling.json]
 
 "Sustained" leaves out the JVM start and the first micro-batch (warm-up): the rows of batches 1..k over the time
 from the end of batch 0 to the end of batch k, from the job's own progress records (MongoDB `batches`; the job is
 one streaming query). The sink's own ceiling is measured beside it (bulk upserts/s into the same server) with the
-documents the job changed per batch, since the local MongoDB-protocol server is a single-core process that caps writes
-(INFRA.md); few distinct users and items keep the writes per batch small, so that Spark's own scaling is measured.
+documents the job changed per batch, since the local MongoDB-protocol server is a single-core process that caps
+writes (bench/sink_ceiling.py); few distinct users and items keep the writes per batch small, so that Spark's own
+scaling is measured.
 Every process shares this machine's cores: on 2 cores, 2 workers of 1 core also compete with the broker, the
 database and the driver, which bounds the ratio.
 """
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import logging
 import os
 import platform
@@ -33,6 +33,7 @@ from pathlib import Path
 
 from pymongo import MongoClient
 
+from bench.report import write_report
 from stack import KafkaBroker, MongoServer, StackError, free_ports
 from stack.process import PROJECT_ROOT
 from stack.spark_cluster import SparkCluster
@@ -59,7 +60,7 @@ class Run:
     load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
-def produce(bootstrap: str, topic: str, events: int, partitions: int, seed: int, users: int, items: int) -> float:
+def produce(bootstrap: str, topic: str, *, events: int, partitions: int, seed: int, users: int, items: int) -> float:
     began = time.perf_counter()
     subprocess.run([sys.executable, "-m", "generator", "--bootstrap-servers", bootstrap, "--topic", topic,
                     "--partitions", str(partitions), "--rate", "max", "--count", str(events), "--seed", str(seed),
@@ -73,8 +74,9 @@ def build_archive(out: Path) -> Path:
     return out
 
 
-def submit(cluster: SparkCluster, archive: Path, bootstrap: str, topic: str, mongo_uri: str, database: str,
+def submit(cluster: SparkCluster, archive: Path, *, bootstrap: str, topic: str, mongo_uri: str, database: str,
            checkpoint: Path, shuffle_partitions: int, max_offsets: int, log_file: Path) -> float:
+    """The job over the whole backlog on `cluster`, the user's way (--py-files, --available-now): seconds it ran."""
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     command = ["spark-submit", "--master", cluster.url, "--py-files", str(archive),
                "--conf", "spark.ui.enabled=false", str(PROJECT_ROOT / "jobs" / "aggregate.py"),
@@ -95,7 +97,7 @@ def sink_ceiling(uri: str, documents: int = 10_000, bulk: int = 5000) -> float:
     UpdateOne $set upserts, ordered=False), new keys."""
     from pymongo import UpdateOne
 
-    with MongoClient(uri) as client:
+    with MongoClient(uri, document_class=dict) as client:
         collection = client["bench_sink_ceiling"]["user_stats"]
         operations = [UpdateOne({"_id": f"u{i:06d}"}, {"$set": {
             "interactions": i % 97, "view": i % 50, "click": i % 20, "add_to_cart": i % 5, "purchase": i % 3,
@@ -136,7 +138,8 @@ def sustained_rates(db) -> tuple[dict[str, float], float, int, float, float]:
     return rates, first_batch_s, batches, mean_batch_s, changed
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[int]]:
+    """The options, and the worker counts to compare."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", default="1,2", help="worker counts to compare, e.g. 1,2 (default 1,2)")
     parser.add_argument("--worker-cores", type=int, default=1, help="cores per worker (default 1)")
@@ -150,7 +153,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / ".stack" / "bench" / "cluster_scaling.json")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     try:
         counts = [int(w) for w in args.workers.split(",") if w.strip()]
     except ValueError:
@@ -159,10 +161,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--workers needs counts >= 1")
     if args.partitions < max(counts) * args.worker_cores:
         parser.error(f"--partitions {args.partitions} < {max(counts) * args.worker_cores} cores: some would idle")
+    return args, counts
 
+
+def measure(args: argparse.Namespace, counts: list[int], logs: Path) -> tuple[list[Run], float]:
+    """Start the broker and database, produce the backlog once, measure the sink's ceiling, then run the job on a
+    fresh cluster of each worker count: (the runs, the ceiling in upserts/s)."""
     runs: list[Run] = []
-    logs = args.out.with_suffix("")  # spark-submit's output per run, kept for a look at Spark's side
-    logs.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmp:
         root = Path(tmp)
         k1, k2, m = free_ports(3)
@@ -172,47 +177,61 @@ def main(argv: list[str] | None = None) -> int:
             kafka.start(timeout=180)
             mongo.start(timeout=180)
             topic = "bench-cluster"
-            seconds = produce(kafka.bootstrap_servers, topic, args.events, args.partitions, args.seed, args.users,
-                              args.items)
+            seconds = produce(kafka.bootstrap_servers, topic, events=args.events, partitions=args.partitions,
+                              seed=args.seed, users=args.users, items=args.items)
             log.info("produced %d events into %d partitions in %.1f s", args.events, args.partitions, seconds)
             ceiling = sink_ceiling(mongo.uri)
             log.info("sink ceiling: %.0f upserts/s (bulk UpdateOne $set, new keys)", ceiling)
             archive = build_archive(root / "interactions.zip")
-            max_offsets = max(1, args.events // args.batches)
             for workers in counts:
-                load_before = os.getloadavg()
-                cluster = SparkCluster.on_free_ports(root / f"spark-{workers}", workers=workers,
-                                                     worker_cores=args.worker_cores, worker_memory=args.worker_memory)
-                began = time.perf_counter()
-                try:
-                    cluster.start(timeout=240)
-                    started = time.perf_counter() - began
-                    database = f"bench_w{workers}"
-                    wall = submit(cluster, archive, kafka.bootstrap_servers, topic, mongo.uri, database,
-                                  root / f"checkpoint-{workers}", args.shuffle_partitions, max_offsets,
-                                  logs / f"submit-{workers}-workers.log")
-                finally:
-                    cluster.stop()
-                with MongoClient(mongo.uri, tz_aware=True) as client:
-                    rates, first_s, batches, batch_s, changed = sustained_rates(client[database])
-                run = Run(workers, args.worker_cores, workers * args.worker_cores, args.events, round(started, 1),
-                          round(wall, 1), batches, round(min(rates.values())),
-                          {q: round(r) for q, r in rates.items()}, round(first_s, 1), round(batch_s, 2),
-                          round(changed), round(changed / ceiling, 2), load_before, os.getloadavg())
+                run = measure_workers(args, workers, root=root, archive=archive, kafka=kafka, mongo=mongo,
+                                      topic=topic, ceiling=ceiling, logs=logs)
                 runs.append(run)
                 log.info("%d workers: %s events/s sustained (per query %s), spark-submit %.0f s, load %.1f -> %.1f",
-                         workers, f"{run.job_events_per_s:,}", run.per_query_events_per_s, wall, load_before[0],
-                         run.load_after[0])
-        except (StackError, subprocess.CalledProcessError) as exc:
-            print(f"bench: {exc}", file=sys.stderr)
-            return 1
+                         workers, f"{run.job_events_per_s:,}", run.per_query_events_per_s, run.submit_wall_s,
+                         run.load_before[0], run.load_after[0])
         finally:
             mongo.stop()
             kafka.stop()
+    return runs, ceiling
 
+
+def measure_workers(args: argparse.Namespace, workers: int, *, root: Path, archive: Path, kafka: KafkaBroker,
+                    mongo: MongoServer, topic: str, ceiling: float, logs: Path) -> Run:
+    """The job over the whole topic on a fresh cluster of `workers` workers, into a fresh database."""
+    load_before = os.getloadavg()
+    cluster = SparkCluster.on_free_ports(root / f"spark-{workers}", workers=workers,
+                                         worker_cores=args.worker_cores, worker_memory=args.worker_memory)
+    began = time.perf_counter()
+    try:
+        cluster.start(timeout=240)
+        started = time.perf_counter() - began
+        database = f"bench_w{workers}"
+        wall = submit(cluster, archive, bootstrap=kafka.bootstrap_servers, topic=topic, mongo_uri=mongo.uri,
+                      database=database, checkpoint=root / f"checkpoint-{workers}",
+                      shuffle_partitions=args.shuffle_partitions, max_offsets=max_offsets(args),
+                      log_file=logs / f"submit-{workers}-workers.log")
+    finally:
+        cluster.stop()
+    with MongoClient(mongo.uri, tz_aware=True, document_class=dict) as client:
+        rates, first_s, batches, batch_s, changed = sustained_rates(client[database])
+    return Run(workers=workers, worker_cores=args.worker_cores, total_cores=workers * args.worker_cores,
+               events=args.events, cluster_start_s=round(started, 1), submit_wall_s=round(wall, 1), batches=batches,
+               job_events_per_s=round(min(rates.values())),
+               per_query_events_per_s={q: round(r) for q, r in rates.items()}, first_batch_s=round(first_s, 1),
+               aggregates_batch_s=round(batch_s, 2), changed_documents_per_batch=round(changed),
+               sink_s_per_batch=round(changed / ceiling, 2), load_before=load_before, load_after=os.getloadavg())
+
+
+def max_offsets(args: argparse.Namespace) -> int:
+    """Records per micro-batch: the backlog cut into --batches."""
+    return max(1, args.events // args.batches)
+
+
+def print_table(args: argparse.Namespace, runs: list[Run], ceiling: float) -> None:
     base = runs[0].job_events_per_s or 1
     print(f"\nthe job on a Spark standalone cluster: {args.events:,} events, {args.partitions} Kafka partitions, "
-          f"{args.shuffle_partitions} shuffle partitions, {args.batches} batches of <= {max_offsets:,}, "
+          f"{args.shuffle_partitions} shuffle partitions, {args.batches} batches of <= {max_offsets(args):,}, "
           f"{os.cpu_count()} cores on this machine; sink ceiling {ceiling:,.0f} upserts/s")
     print(f"{'workers':>7} {'cores':>5} {'events/s':>9} {'ratio':>6} {'1st batch s':>11} {'batch s':>7} "
           f"{'docs/batch':>10} {'sink s':>6} {'submit s':>8} {'load 1m':>10}  per query events/s")
@@ -224,16 +243,26 @@ def main(argv: list[str] | None = None) -> int:
               f"  {queries}")
     print("events/s: sustained (first batch left out), the slowest query's; batch s: mean aggregates batch; "
           "sink s: docs/batch at the sink's ceiling")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "benchmark": "cluster_scaling", "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"cores": os.cpu_count(), "platform": platform.platform()},
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "sink_ceiling_upserts_per_s": round(ceiling),
-        "runs": [asdict(r) for r in runs],
-        "ratio": {str(r.workers): round(r.job_events_per_s / base, 2) for r in runs},
-    }, indent=2) + "\n")
-    print(f"\nwritten {args.out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, counts = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logs = args.out.with_suffix("")  # spark-submit's output per run, kept for a look at Spark's side
+    logs.mkdir(parents=True, exist_ok=True)
+    try:
+        runs, ceiling = measure(args, counts, logs)
+    except (StackError, subprocess.CalledProcessError) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 1
+    print_table(args, runs, ceiling)
+    base = runs[0].job_events_per_s or 1
+    print()
+    write_report(args.out, benchmark="cluster_scaling", when=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                 machine={"cores": os.cpu_count(), "platform": platform.platform()},
+                 settings={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                 sink_ceiling_upserts_per_s=round(ceiling), runs=[asdict(r) for r in runs],
+                 ratio={str(r.workers): round(r.job_events_per_s / base, 2) for r in runs})
     return 0
 
 

@@ -1,6 +1,6 @@
 """How fast the Superset dashboard answers when MongoDB holds one hour, one day and one month of the job's output.
 
-    .venv/bin/python bench/dashboard.py [--sizes hour,day,month] [--runs 5] [--page-runs 3]
+    .venv/bin/python -m bench.dashboard [--sizes hour,day,month] [--runs 5] [--page-runs 3]
                                         [--month-users 1000000] [--out .stack/bench/dashboard.json]
 
 For each size it seeds a database of its own MongoDB-protocol server (stack.MongoServer, SecantusDB --standalone,
@@ -19,7 +19,7 @@ at it (superset/provision, free port, temporary data folder) and measures:
              empty), --page-runs cold (new browser profile, MongoDB just restarted) and --page-runs warm (the same
              browser, logged out and in again).
 
-It prints one table per size and writes everything, with the machine and the date, to --out. Targets (issue #17):
+It prints one table per size and writes everything, with the machine and the date, to --out. Targets:
 every chart <= 1 s, the whole dashboard <= 3 s. On 2 cores a month takes ~6 minutes to seed and index and ~15 s
 per MongoDB restart (70 of them for the cold chart runs): the whole run takes ~50 minutes, the month ~35.
 """
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import platform
@@ -40,18 +39,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bench.dashboard_data import Shape, seed
+from bench.report import write_report
+from stack import MongoServer, free_port
+from stack.browser import BROWSER_WIDTH, CHART_STATES_JS, DASHBOARD_PATH, Browser, all_settled
+from stack.superset_api import DASHBOARD, SupersetApi
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "superset"))  # the WebDriver client the browser tests use
-
-from dashboard_data import Shape, seed  # noqa: E402
-from superset_browser import BROWSER_WIDTH, CHART_STATES_JS, DASHBOARD, DASHBOARD_PATH, Browser, all_settled  # noqa: E402
-
 PROVISION = ROOT / "superset" / "provision"
 SIZES = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "month": dt.timedelta(days=30)}
 # Event time written past the seeding's clock, so that the per-minute charts' last hour is still full when the size
@@ -75,35 +73,10 @@ def summary(values: list[float]) -> dict[str, Any]:
             "runs_s": [round(v, 3) for v in values]}
 
 
-class Api:
-    """Superset's REST API with a JWT."""
-
-    def __init__(self, url: str, username: str, password: str) -> None:
-        self.url = url
-        self.token: str | None = None
-        self.token = self.call("POST", "/api/v1/security/login", {"username": username, "password": password,
-                                                                  "provider": "db", "refresh": False})["access_token"]
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=300) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            raise RuntimeError(f"{method} {path} -> {exc.code}: {exc.read().decode(errors='replace')[:500]}") from None
-
-
 class Superset:
     """One Superset provisioned the way users run it, re-pointed at each size's database by stop + start."""
 
     def __init__(self, work: Path, mongo_uri: str) -> None:
-        from stack import free_port
-
         self.data_dir = work / "superset"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -128,8 +101,8 @@ class Superset:
         self.provision("stop")
         self.provision("start", "--database", database)
 
-    def api(self) -> Api:
-        return Api(self.url, "admin", self.password)
+    def api(self) -> SupersetApi:
+        return SupersetApi.logged_in(self.url, "admin", self.password, timeout=300)
 
     def log_size(self) -> int:
         return self.log_file.stat().st_size if self.log_file.exists() else 0
@@ -141,13 +114,13 @@ class Superset:
         return [(match.group(1), int(match.group(2))) for match in MONGO_READ.finditer(text)]
 
 
-def restart(mongo) -> None:
+def restart(mongo: MongoServer) -> None:
     with contextlib.redirect_stdout(None):
         mongo.stop()
         mongo.start(timeout=300)
 
 
-def time_charts(superset: Superset, mongo, runs: int) -> dict[str, dict]:
+def time_charts(superset: Superset, mongo: MongoServer, runs: int) -> dict[str, dict]:
     """Each chart's data query: `runs` cold (MongoDB restarted first) and `runs` warm, after one untimed round per
     gunicorn worker (a just started worker spends its first queries importing and connecting)."""
     api = superset.api()
@@ -155,9 +128,12 @@ def time_charts(superset: Superset, mongo, runs: int) -> dict[str, dict]:
     for _ in range(superset.workers):
         for chart_id in charts.values():
             api.call("GET", f"/api/v1/chart/{chart_id}/data/?force=true")
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for name, chart_id in sorted(charts.items()):
-        cold, warm, reads, rows = [], [], [], None
+        cold: list[float] = []
+        warm: list[float] = []
+        reads: list[tuple[str, int]] = []
+        rows = None
         for run in range(runs * 2):
             if run < runs:
                 restart(mongo)
@@ -190,10 +166,13 @@ return {dashboard_document: performance.timeOrigin - arguments[0],
 """
 
 
-def time_dashboard(superset: Superset, mongo, work: Path, runs: int) -> dict[str, Any]:
+def time_dashboard(superset: Superset, mongo: MongoServer, work: Path, runs: int) -> dict[str, Any]:
     """The page from submitting the login form to every chart settled: `runs` cold, `runs` warm."""
     settled = all_settled(len(superset.api().call("GET", f"/api/v1/dashboard/{DASHBOARD}/charts")["result"]))
-    cold, warm, states, phases = [], [], [], []
+    cold: list[float] = []
+    warm: list[float] = []
+    states: list[dict] = []
+    phases: list[dict] = []
     for run in range(runs):
         restart(mongo)
         profile = Path(tempfile.mkdtemp(prefix="profile-", dir=work))
@@ -254,9 +233,7 @@ def machine() -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def services(work: Path) -> Iterator[tuple[Any, Superset]]:
-    from stack import MongoServer, free_port
-
+def services(work: Path) -> Iterator[tuple[MongoServer, Superset]]:
     mongo = MongoServer(work / "mongo", port=free_port())
     mongo.start(timeout=120)
     superset = Superset(work, mongo.uri)
@@ -299,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             shape = Shape(span=SIZES[size] + AHEAD[size], end=now + AHEAD[size],
                           user_documents=args.month_users if size == "month" else 10_000)
             database = f"dashboard_{size}"
-            with MongoClient(mongo.uri) as client:
+            with MongoClient(mongo.uri, document_class=dict) as client:
                 documents = seed(client[database], shape)
             superset.point_at(database)
             result = {"documents": documents, "seeded_until": shape.end.isoformat() + "Z",
@@ -309,11 +286,11 @@ def main(argv: list[str] | None = None) -> int:
             result["load_average_after"] = os.getloadavg()
             report["sizes"][size] = result
             print_table(size, documents, result)
-            with MongoClient(mongo.uri) as client:
+            with MongoClient(mongo.uri, document_class=dict) as client:
                 client.drop_database(database)  # the next size's seeding gets the disk and cache
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
-    print(f"\nwritten {args.out}; logs in {work}")
+    print()
+    write_report(args.out, **report)
+    print(f"logs in {work}")
     return 0
 
 

@@ -1,7 +1,7 @@
-"""Documents for bench/dashboard.py: what the job leaves in MongoDB after a span of event time at the demo's shape
+"""Documents for bench.dashboard: what the job leaves in MongoDB after a span of event time at the demo's shape
 (conf/pipeline.toml [generator]: 1000 events/s, 10k users, 2k items, every interaction type on every platform; one
 micro-batch every 5 s), written exactly as docs/collections.md describes them. Built here from a seeded random
-stream, not by the job's own code (being rewritten), so that the benchmark needs no Spark.
+stream, not by the job's own code, so that the benchmark needs no Spark.
 
 Every minute holds all 7 types x 3 platforms, so a month is 30 x 1440 x 21 = 907,200 `minute_counts` documents:
 what the job writes before its retention (`[retention] minute_counts`, a TTL index) removes any. The windows are
@@ -32,7 +32,7 @@ log = logging.getLogger("dashboard_data")
 @dataclass(frozen=True)
 class Shape:
     """How much the job has seen: `span` of event time ending at `end`, at `rate` events/s, by `users` users on
-    `items` items (`user_stats` holds `user_documents` documents: the issue asks for 1M in the month)."""
+    `items` items (`user_stats` holds `user_documents` documents: bench.dashboard asks for 1M in the month)."""
 
     span: dt.timedelta
     end: dt.datetime
@@ -56,7 +56,7 @@ def iso(t: dt.datetime) -> str:
     return t.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def window_document(start: dt.datetime, width: dt.timedelta, interaction: str, platform: str, events: int,
+def window_document(start: dt.datetime, width: dt.timedelta, *, interaction: str, platform: str, events: int,
                     revenue: float) -> dict:
     """A `minute_counts` / `hourly_counts` / `daily_counts` document."""
     return {"_id": f"{iso(start)}|{interaction}|{platform}", "window_start": start, "window_end": start + width,
@@ -75,7 +75,8 @@ def minute_counts(shape: Shape) -> Iterator[dict]:
                 mean = shape.rate * 60 * daily * TYPE_SHARE[interaction] * share
                 events = max(1, round(rng.gauss(mean, math.sqrt(mean))))
                 revenue = events * PRICE * rng.uniform(0.8, 1.2) if interaction == "purchase" else 0.0
-                yield window_document(minute, width, interaction, platform, events, revenue)
+                yield window_document(minute, width, interaction=interaction, platform=platform, events=events,
+                                      revenue=revenue)
         minute += width
 
 
@@ -83,7 +84,9 @@ class Rollups:
     """`hourly_counts` and `daily_counts` as the minutes go by: each hour's and UTC day's sums of its minutes."""
 
     def __init__(self) -> None:
-        self.sums = {width: defaultdict(lambda: [0, 0.0]) for width in (dt.timedelta(hours=1), dt.timedelta(days=1))}
+        # width -> (window start, type, platform) -> [events, revenue]
+        self.sums: dict[dt.timedelta, defaultdict[tuple[dt.datetime, str, str], list[float]]] = {
+            width: defaultdict(lambda: [0, 0.0]) for width in (dt.timedelta(hours=1), dt.timedelta(days=1))}
         self.events = self.purchases = 0
         self.revenue = 0.0
 
@@ -97,7 +100,8 @@ class Rollups:
         self.revenue += doc["revenue"]
 
     def documents(self, width: dt.timedelta) -> list[dict]:
-        return [window_document(start, width, interaction, platform, events, revenue)
+        return [window_document(start, width, interaction=interaction, platform=platform, events=int(events),
+                                revenue=revenue)
                 for (start, interaction, platform), (events, revenue) in sorted(self.sums[width].items())]
 
 
@@ -191,12 +195,13 @@ def passing(documents: Iterable[dict], *observers: Callable[[dict], object]) -> 
         yield doc
 
 
+Write = Callable[[str, Iterable[dict]], None]  # writes a collection's documents as they come
+
+
 def seed(database, shape: Shape) -> dict[str, int]:
     """Write every collection of docs/collections.md that the job writes for `shape` into `database` (dropped
     first), as the documents are made (a month does not fit in memory at once), with the indexes the job creates
     for them; returns the documents per collection."""
-    from pymongo import ASCENDING
-
     began = time.monotonic()
     for name in database.list_collection_names():
         database.drop_collection(name)
@@ -207,10 +212,33 @@ def seed(database, shape: Shape) -> dict[str, int]:
         counts[name] = write(database[name], documents)
         log.info("seed %s: %d %s documents in %.0f s", database.name, counts[name], name, time.monotonic() - written)
 
+    rollup = seed_windows(shape, timed_write)
+    set_aside = seed_batches(shape, timed_write)
+    items = seed_users_and_items(shape, timed_write)
+    timed_write("totals", [{"_id": "all", "events": rollup.events, "users": counts["user_stats"],
+                            "items": len(items), "purchases": rollup.purchases, "revenue": round(rollup.revenue, 2),
+                            "max_item_interactions": max(item["interactions"] for item in items),
+                            "min_item_interactions": min(item["interactions"] for item in items),
+                            "avg_interactions_per_user": rollup.events / counts["user_stats"],
+                            "dead_letters": set_aside[0], "late_events": set_aside[1],
+                            "updated_at": shape.end}])
+    create_indexes(database)
+    log.info("seed %s: %d documents and indexes in %.0f s", database.name, sum(counts.values()),
+             time.monotonic() - began)
+    return counts
+
+
+def seed_windows(shape: Shape, timed_write: Write) -> Rollups:
+    """`minute_counts`, then `hourly_counts` and `daily_counts` summed from them; returns the sums."""
     rollup = Rollups()
     timed_write("minute_counts", passing(minute_counts(shape), rollup.add))
     timed_write("hourly_counts", rollup.documents(dt.timedelta(hours=1)))
     timed_write("daily_counts", rollup.documents(dt.timedelta(days=1)))
+    return rollup
+
+
+def seed_batches(shape: Shape, timed_write: Write) -> tuple[int, int]:
+    """`batches`, and the `dead_letters` and `late_events` they counted; returns those two counts."""
     set_aside: tuple[list[dict], list[dict]] = ([], [])
     batch_totals = [0, 0]
 
@@ -224,6 +252,11 @@ def seed(database, shape: Shape) -> dict[str, int]:
     timed_write("batches", passing(batches(shape), keep_set_aside))
     timed_write("dead_letters", set_aside[0])
     timed_write("late_events", set_aside[1])
+    return batch_totals[0], batch_totals[1]
+
+
+def seed_users_and_items(shape: Shape, timed_write: Write) -> list[dict]:
+    """`user_stats`, `item_stats` and the top lists ranked from them; returns the items."""
     top_users: list[tuple] = []   # (interactions, user_id) heaps of the 10 most active and 5 most viewing
     recent_users: list[tuple] = []
 
@@ -243,20 +276,16 @@ def seed(database, shape: Shape) -> dict[str, int]:
     top_items = sorted(items, key=lambda item: -item["interactions"])[:10]
     timed_write("top_items", [{"_id": f"all:{rank}", "scope": "all", "rank": rank, "item_id": item["item_id"],
                                "interactions": item["interactions"]} for rank, item in enumerate(top_items, 1)])
-    timed_write("totals", [{"_id": "all", "events": rollup.events, "users": counts["user_stats"],
-                            "items": len(items), "purchases": rollup.purchases, "revenue": round(rollup.revenue, 2),
-                            "max_item_interactions": max(item["interactions"] for item in items),
-                            "min_item_interactions": min(item["interactions"] for item in items),
-                            "avg_interactions_per_user": rollup.events / counts["user_stats"],
-                            "dead_letters": batch_totals[0], "late_events": batch_totals[1],
-                            "updated_at": shape.end}])
-    # The indexes the job creates (sinks/indexes.py; plain here, not TTL: the month is what the job holds before
-    # retention removes any).
+    return items
+
+
+def create_indexes(database) -> None:
+    """The indexes the job creates (sinks/indexes.py; plain here, not TTL: the month is what the job holds before
+    retention removes any)."""
+    from pymongo import ASCENDING
+
     for name in ("minute_counts", "hourly_counts", "daily_counts"):
         database[name].create_index([("window_start", ASCENDING)])
     database["batches"].create_index([("processed_at", ASCENDING)])
     for name in ("dead_letters", "late_events"):
         database[name].create_index([("kafka_timestamp", ASCENDING)])
-    log.info("seed %s: %d documents and indexes in %.0f s", database.name, sum(counts.values()),
-             time.monotonic() - began)
-    return counts

@@ -1,6 +1,6 @@
-"""Where a micro-batch's time goes, stage by stage, and the job's stages against the Spark SQL ones they replaced.
+"""Where a micro-batch's time goes, stage by stage, and the job's stages against their Spark SQL alternatives.
 
-    .venv/bin/python bench/dataflow.py [--events 1000000] [--batch 250000] [--repeats 2] [--variants ...]
+    .venv/bin/python -m bench.dataflow [--events 1000000] [--batch 250000] [--repeats 2] [--variants ...]
                                        [--out .stack/bench/dataflow.json]
 
 Starts its own Apache Kafka (free ports, a temporary folder), produces a seeded stream with the generator (1 %
@@ -11,10 +11,10 @@ reported: these machines are noisy, so designs are compared within one run, neve
 
     read            the Kafka source alone
     classify        + the job's classification (interactions.parsing: orjson, Python over Arrow)
-    classify_sql    + the previous design's Spark SQL classification (bench/spark_sql_baseline.py)
+    classify_sql    + the classification in Spark SQL instead (bench/spark_sql_baseline.py)
     dedup           + the job's watermark on broker time and one dropDuplicatesWithinWatermark
     job             the job's whole dataflow: + partial facets (Python over Arrow) + one stateful aggregation
-    facets_sql      classify_sql + dedup + the previous design's five-way explode into one Spark aggregation
+    facets_sql      classify_sql + dedup + a five-way explode of each event into one Spark aggregation (also there)
 
 A variant may carry Spark settings for its run only, after a "+": `job+rocksdb` (the RocksDB state store with
 changelog checkpointing instead of the default HDFS-backed one), `job+no_arrow_size_check` (no Arrow batch limit by
@@ -33,8 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from report import write_report
-from services import local_services
+from bench.report import write_report
+from bench.services import local_broker
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("read", "classify", "classify_sql", "dedup", "job", "facets_sql")
@@ -54,15 +54,15 @@ def produce(bootstrap: str, topic: str, events: int) -> None:
 
 
 def build(spark, variant: str, bootstrap: str, topic: str, batch: int):
-    import spark_sql_baseline as sql
     from pyspark.sql import functions as F
 
+    from bench import spark_sql_baseline as sql
     from interactions import dataflow
     from interactions.source import kafka_records
 
     settings = dataflow.Settings(topic=topic, allowed_lateness_s=120, max_future_skew_s=600, duplicate_window_s=120,
                                  slot_s=300, user_rate_s=None, archive=False)
-    kafka = kafka_records(spark, bootstrap, topic, "earliest", batch)
+    kafka = kafka_records(spark, bootstrap, topic, starting_offsets="earliest", max_offsets_per_trigger=batch)
     if variant == "read":
         return kafka.select("value", "partition", "offset", "timestamp")
     if variant == "classify":
@@ -85,13 +85,13 @@ def run_variant(spark, variant: str, bootstrap: str, topic: str, batch: int) -> 
     for key, value in settings.items():
         spark.conf.set(key, value)
     try:
-        return _run(spark, base, variant, bootstrap, topic, batch)
+        return _run(spark, base, variant=variant, bootstrap=bootstrap, topic=topic, batch=batch)
     finally:
         for key in settings:
             spark.conf.unset(key)
 
 
-def _run(spark, base: str, variant: str, bootstrap: str, topic: str, batch: int) -> dict:
+def _run(spark, base: str, *, variant: str, bootstrap: str, topic: str, batch: int) -> dict:
     frame = build(spark, base, bootstrap, topic, batch)
     checkpoint = tempfile.mkdtemp(prefix=f"bench-dataflow-{variant}-")
     stateful = base in ("dedup", "job", "facets_sql")
@@ -123,7 +123,7 @@ def main() -> int:
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # Python workers run this environment (orjson, polars)
-    with local_services("bench-dataflow-", mongo=False) as (work, broker, _):
+    with local_broker("bench-dataflow-") as (_, broker):
         produce(broker.bootstrap_servers, "bench", args.events)
         spark = (SparkSession.builder.master("local[2]").appName("bench-dataflow")
                  .config("spark.sql.shuffle.partitions", "2").config("spark.ui.enabled", "false")

@@ -1,7 +1,7 @@
 """End-to-end throughput over a backlog: the job, the job without its database, a batching Python consumer, and one
 update per message, side by side on the same events and the same MongoDB-protocol server.
 
-    .venv/bin/python bench/end_to_end.py [--events 1000000] [--batch N (conf: 500000)] [--users 10000] [--items 2000]
+    .venv/bin/python -m bench.end_to_end [--events 1000000] [--batch N (conf: 500000)] [--users 10000] [--items 2000]
                                          [--baseline-seconds 30] [--skip job,dry_run,peer,baseline]
                                          [--out .stack/bench/end_to_end.json]
 
@@ -10,26 +10,30 @@ with the generator (0.5 % malformed, 0.5 % duplicates), then runs one after the 
   * job: `spark-submit jobs/aggregate.py --available-now` over the backlog into MongoDB, as a user runs it. Reported
     from the process's start to its exit ("with start-up"), from the start of the first batch to the end of the last
     ("batches"), and over the batches after the first ("marginal", the rate a longer backlog tends to). Checked
-    against the independent recomputation (interactions.verify): a fast wrong run does not count.
+    against the independent recomputation (ops.verify): a fast wrong run does not count.
   * dry_run: the same with --dry-run: every document built, none stored (Spark's own rate on this machine).
-  * peer: bench/peer_consumer.py, the best batching consumer one person could write (user, item and minute
+  * peer: bench.peer_consumer, the best batching consumer one person could write (user, item and minute
     collections only), to the end of the topic.
   * baseline: one Python consumer that updates MongoDB once per message (`update_one` with `$inc` on the user's
-    document, the seeds' design), for --baseline-seconds.
+    document, the simplest consumer's way), for --baseline-seconds.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import json
+import math
 import os
 import platform
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from services import local_services
+from bench.report import write_report
+from bench.services import local_services
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ("job", "dry_run", "peer", "baseline")
@@ -45,9 +49,10 @@ def produce(bootstrap: str, topic: str, events: int, users: int, items: int) -> 
     return events / (time.monotonic() - started)
 
 
-def run_job(bootstrap: str, topic: str, mongo_uri: str, database: str, checkpoint: Path, batch: int,
-            *flags: str) -> tuple[dt.datetime, float]:
-    """(when the process started, seconds it ran)."""
+def run_job(bootstrap: str, topic: str, *, mongo_uri: str, database: str, checkpoint: Path, batch: int,
+            flags: Sequence[str] = ()) -> tuple[dt.datetime, float]:
+    """`spark-submit jobs/aggregate.py --available-now` over the topic, with `flags` added: (when the process
+    started, seconds it ran)."""
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
            "PIPELINE_ALERTS_RULES_FILE": "", "PIPELINE_HEALTH_PROMETHEUS_PORT": "0", "PIPELINE_MONGO_URI": mongo_uri}
     began, started = dt.datetime.now(dt.UTC), time.monotonic()
@@ -85,26 +90,27 @@ def batch_figures(db, began: dt.datetime, wall_s: float) -> dict:
 
 
 def baseline(bootstrap: str, topic: str, mongo_uri: str, database: str, seconds: float) -> dict:
-    """The seeds' design: consume, parse, one MongoDB update per message."""
+    """The simplest consumer: consume, parse, one MongoDB update per message."""
     from confluent_kafka import Consumer
     from pymongo import MongoClient
+    from pymongo.collection import Collection
 
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "baseline", "auto.offset.reset": "earliest",
                          "enable.auto.commit": True})
     consumer.subscribe([topic])
-    collection = MongoClient(mongo_uri)[database]["user_counts"]
-    done, started, deadline = 0, None, None
+    collection: Collection[dict[str, Any]] = MongoClient(mongo_uri)[database]["user_counts"]
+    done, started, deadline = 0, 0.0, math.inf  # the clock starts at the first message
     while True:
         message = consumer.poll(1.0)
         if message is None or message.error():
-            if deadline and time.monotonic() > deadline:
+            if time.monotonic() > deadline:
                 break
             continue
-        if started is None:
+        if not done:
             started = time.monotonic()
             deadline = started + seconds
         try:
-            event = json.loads(message.value())
+            event = json.loads(message.value() or b"")
             user, kind = event["user_id"], event["interaction_type"]
         except (ValueError, KeyError, TypeError):
             user, kind = None, None
@@ -118,7 +124,7 @@ def baseline(bootstrap: str, topic: str, mongo_uri: str, database: str, seconds:
     return {"records": done, "seconds": elapsed, "records_per_s": done / elapsed}
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=10_000)
@@ -129,25 +135,25 @@ def main() -> int:
     parser.add_argument("--baseline-seconds", type=float, default=30)
     parser.add_argument("--skip", default="", help=f"comma-separated runs to leave out of {','.join(RUNS)}")
     parser.add_argument("--out", default=str(ROOT / ".stack" / "bench" / "end_to_end.json"))
-    args = parser.parse_args()
-    skip = set(filter(None, args.skip.split(",")))
+    return parser.parse_args()
 
-    import peer_consumer
+
+def run_all(args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
+    """Produce the backlog, then each run not in `skip`, one after the other on the same services: their figures."""
     from pymongo import MongoClient
 
+    from bench import peer_consumer
     from conf import load_config
-    from interactions.verify import compare, read_topic, recompute_for
-    args.batch = args.batch or load_config(env={}).job.max_offsets_per_trigger
+    from ops.verify import compare, read_topic, recompute_for
 
-    results: dict = {"date": dt.date.today().isoformat(),
-                     "machine": f"{os.cpu_count()} cores, {platform.machine()}, everything on one machine",
-                     "events": args.events, "users": args.users, "items": args.items, "batch": args.batch}
+    results: dict[str, Any] = {}
     with local_services("bench-e2e-") as (work, broker, mongo):
         topic, bootstrap = "bench", broker.bootstrap_servers
         results["generator_records_per_s"] = produce(bootstrap, topic, args.events, args.users, args.items)
-        client = MongoClient(mongo.uri, tz_aware=True)
+        client: MongoClient[dict[str, Any]] = MongoClient(mongo.uri, tz_aware=True)
         if "job" not in skip:
-            began, wall = run_job(bootstrap, topic, mongo.uri, "job", work / "job-checkpoint", args.batch)
+            began, wall = run_job(bootstrap, topic, mongo_uri=mongo.uri, database="job",
+                                  checkpoint=work / "job-checkpoint", batch=args.batch)
             results["job"] = batch_figures(client["job"], began, wall)
             expected = recompute_for(load_config(env={}), read_topic(bootstrap, topic))
             report = compare(expected, client["job"])
@@ -155,8 +161,8 @@ def main() -> int:
             if not report.ok:
                 print("\n".join(report.lines()))
         if "dry_run" not in skip:
-            began, wall = run_job(bootstrap, topic, mongo.uri, "dry", work / "dry-checkpoint", args.batch,
-                                  "--dry-run")
+            began, wall = run_job(bootstrap, topic, mongo_uri=mongo.uri, database="dry",
+                                  checkpoint=work / "dry-checkpoint", batch=args.batch, flags=("--dry-run",))
             results["dry_run"] = batch_figures(client["dry"], began, wall)
         if "peer" not in skip:
             peer = peer_consumer.run(bootstrap, topic, mongo.uri, "peer", batch_size=args.batch)
@@ -164,6 +170,12 @@ def main() -> int:
                                "write_seconds": peer.write_seconds, "documents": peer.documents}
         if "baseline" not in skip:
             results["baseline"] = baseline(bootstrap, topic, mongo.uri, "baseline", args.baseline_seconds)
+    if "job" in results and "baseline" in results:
+        results["job_over_baseline"] = results["job"]["records_per_s"] / results["baseline"]["records_per_s"]
+    return results
+
+
+def print_table(args: argparse.Namespace, results: dict[str, Any]) -> None:
     print(f"{args.events:,} events, batches of {args.batch:,}, {results['machine']}, {results['date']}")
     print(f"{'run':<34}{'records/s':>12}{'with start-up':>15}{'marginal':>11}{'start-up s':>12}"
           f"{'1st batch written s':>21}")
@@ -176,16 +188,25 @@ def main() -> int:
     for name in ("peer", "baseline"):
         if name in results:
             print(f"{name:<34}{results[name]['records_per_s']:>12,.0f}")
-    if "job" in results and "baseline" in results:
-        results["job_over_baseline"] = results["job"]["records_per_s"] / results["baseline"]["records_per_s"]
+    if "job_over_baseline" in results:
         print(f"job / one update per message: {results['job_over_baseline']:.1f}x")
     if "job" in results:
         print(f"job batches (ms) {results['job']['batch_ms']}, connector writes {results['job']['connector_ms']}, "
               f"totals and lists {results['job']['derived_ms']}; {results['job']['documents_written']:,} documents "
               f"at {results['job']['documents_per_s_while_writing'] or 0:,.0f}/s while writing")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2, default=str))
-    print(f"wrote {args.out}")
+
+
+def main() -> int:
+    args = parse_args()
+    from conf import load_config
+
+    args.batch = args.batch or load_config(env={}).job.max_offsets_per_trigger
+    results: dict[str, Any] = {"date": dt.date.today().isoformat(),
+                               "machine": f"{os.cpu_count()} cores, {platform.machine()}, everything on one machine",
+                               "events": args.events, "users": args.users, "items": args.items, "batch": args.batch}
+    results.update(run_all(args, skip=set(filter(None, args.skip.split(",")))))
+    print_table(args, results)
+    write_report(args.out, **results)
     return 0 if results.get("job", {}).get("correct", True) else 1
 
 

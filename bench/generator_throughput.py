@@ -1,6 +1,6 @@
 """Events/s the generator gets acknowledged by a local broker, with 1 process and with N (`--processes`).
 
-    .venv/bin/python bench/generator_throughput.py [--processes 2] [--count 1000000] [--out bench.json]
+    .venv/bin/python -m bench.generator_throughput [--processes 2] [--count 1000000] [--out bench.json]
 
 Starts its own Apache Kafka (stack.kafka.KafkaBroker, free ports, temporary directory) unless --bootstrap-servers
 is given. Each run is the real command, `python -m generator --rate max --count ...`, into a fresh topic; the rate
@@ -11,6 +11,7 @@ The machine has 2 cores shared with the broker: read the load average printed be
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -19,7 +20,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from bench.report import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,6 +58,42 @@ def generator_run(bootstrap: str, processes: int, count: int, extra: list[str]) 
     return stats
 
 
+def best_run(bootstrap: str, processes: int, count: int, extra: list[str], repeat: int) -> dict[str, Any]:
+    """The fastest of `repeat` generator runs with `processes` producer processes, as the results list it."""
+    best = max((generator_run(bootstrap, processes, count, extra) for _ in range(repeat)),
+               key=lambda stats: stats["events_per_s"])
+    return {"processes": processes, "events": best["acked"], "seconds": best["elapsed_s"],
+            "events_per_s": best["events_per_s"], "command": best["command"]}
+
+
+@contextlib.contextmanager
+def broker_at(bootstrap: str | None) -> Iterator[str]:
+    """`bootstrap`; without one, the address of a broker started in a temporary folder for the duration."""
+    if bootstrap is not None:
+        yield bootstrap
+        return
+    from stack import KafkaBroker, free_ports
+
+    with tempfile.TemporaryDirectory(prefix="bench-kafka-") as tmp_dir:
+        port, controller_port = free_ports(2)
+        broker = KafkaBroker(tmp_dir, port=port, controller_port=controller_port)
+        broker.start(timeout=180)
+        try:
+            yield broker.bootstrap_servers
+        finally:
+            broker.stop()
+
+
+def print_table(results: dict[str, Any]) -> None:
+    print(f"load average before {results['machine']['load_before'][0]:.2f}, after "
+          f"{results['machine']['load_after'][0]:.2f} ({os.cpu_count()} cores)")
+    print(f"{'mode':<28}{'events':>12}{'seconds':>10}{'events/s':>12}")
+    print(f"{'model only (no Kafka), 1 p':<28}{'':>12}{'':>10}{results['model_only_events_per_s']:>12,.0f}")
+    for run in results["runs"]:
+        label = f"python -m generator, {run['processes']} p"
+        print(f"{label:<28}{run['events']:>12,}{run['seconds']:>10.2f}{run['events_per_s']:>12,.0f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--processes", type=int, default=2, help="N for the parallel run (default 2)")
@@ -69,46 +110,17 @@ def main() -> int:
     if args.fault_ratio:
         extra += ["--late-ratio", str(args.fault_ratio), "--duplicate-ratio", str(args.fault_ratio),
                   "--malformed-ratio", str(args.fault_ratio)]
-    broker = None
-    bootstrap = args.bootstrap_servers
-    tmp_dir = None
-    if bootstrap is None:
-        from stack import KafkaBroker, free_ports
-
-        tmp_dir = tempfile.TemporaryDirectory(prefix="bench-kafka-")
-        port, controller_port = free_ports(2)
-        broker = KafkaBroker(tmp_dir.name, port=port, controller_port=controller_port)
-        broker.start(timeout=180)
-        bootstrap = broker.bootstrap_servers
-    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "load_before": os.getloadavg()}, "count_per_process": args.count,
-                     "compression": args.compression, "fault_ratio": args.fault_ratio, "runs": []}
-    try:
+    with broker_at(args.bootstrap_servers) as bootstrap:
+        results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                               "load_before": os.getloadavg()}, "count_per_process": args.count,
+                                   "compression": args.compression, "fault_ratio": args.fault_ratio}
         results["model_only_events_per_s"] = round(model_only(min(args.count, 500_000)), 1)
-        for processes in (1, args.processes):
-            best = None
-            for _ in range(args.repeat):
-                stats = generator_run(bootstrap, processes, args.count * processes, extra)
-                if best is None or stats["events_per_s"] > best["events_per_s"]:
-                    best = stats
-            results["runs"].append({"processes": processes, "events": best["acked"],
-                                    "seconds": best["elapsed_s"], "events_per_s": best["events_per_s"],
-                                    "command": best["command"]})
-    finally:
-        if broker is not None:
-            broker.stop()
-            tmp_dir.cleanup()
+        results["runs"] = [best_run(bootstrap, processes, args.count * processes, extra, args.repeat)
+                           for processes in (1, args.processes)]
     results["machine"]["load_after"] = os.getloadavg()
-
-    print(f"load average before {results['machine']['load_before'][0]:.2f}, after "
-          f"{results['machine']['load_after'][0]:.2f} ({os.cpu_count()} cores)")
-    print(f"{'mode':<28}{'events':>12}{'seconds':>10}{'events/s':>12}")
-    print(f"{'model only (no Kafka), 1 p':<28}{'':>12}{'':>10}{results['model_only_events_per_s']:>12,.0f}")
-    for run in results["runs"]:
-        label = f"python -m generator, {run['processes']} p"
-        print(f"{label:<28}{run['events']:>12,}{run['seconds']:>10.2f}{run['events_per_s']:>12,.0f}")
+    print_table(results)
     if args.out:
-        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        write_report(args.out, **results)
     return 0
 
 

@@ -1,6 +1,6 @@
 """How a micro-batch's duration grows with the number of distinct users and items (keys), same events per batch.
 
-    .venv/bin/python bench/key_scaling.py [--users 10000,100000,1000000] [--events 300000] [--batch 100000]
+    .venv/bin/python -m bench.key_scaling [--users 10000,100000,1000000] [--events 300000] [--batch 100000]
                                           [--out .stack/bench/key_scaling.json]
 
 For each user count (items = users / 5), on one broker and database started here (free ports, temporary folder):
@@ -13,16 +13,15 @@ recomputation of every document, so a fast wrong run does not count.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from end_to_end import produce, run_job  # noqa: E402
-from services import local_services  # noqa: E402
+from bench.end_to_end import produce, run_job
+from bench.report import write_report
+from bench.services import local_services
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,16 +51,18 @@ def main() -> int:
     args = parser.parse_args()
 
     from pymongo import MongoClient
+    from pymongo.database import Database
 
     from conf import load_config
-    from interactions.verify import compare, read_topic, recompute_for
+    from ops.verify import compare, read_topic, recompute_for
     rows = []
     with local_services("bench-keys-") as (work, broker, mongo):
         for users in (int(u) for u in args.users.split(",")):
             topic, database = f"keys-{users}", f"keys_{users}"
             produce(broker.bootstrap_servers, topic, args.events, users, max(1, users // 5))
-            run_job(broker.bootstrap_servers, topic, mongo.uri, database, work / f"checkpoint-{users}", args.batch)
-            db = MongoClient(mongo.uri, tz_aware=True)[database]
+            run_job(broker.bootstrap_servers, topic, mongo_uri=mongo.uri, database=database,
+                    checkpoint=work / f"checkpoint-{users}", batch=args.batch)
+            db: Database[dict[str, Any]] = MongoClient(mongo.uri, tz_aware=True)[database]
             report = compare(recompute_for(load_config(env={}), read_topic(broker.bootstrap_servers, topic)), db)
             rows.append({"user_keys": users, "item_keys": max(1, users // 5), **figures(db), "correct": report.ok})
             print(json.dumps(rows[-1]), flush=True)
@@ -72,9 +73,7 @@ def main() -> int:
               f"{r.get('documents', 0):>10,.0f} "
               f"{r.get('batch_s', 0):>8.1f} {r.get('spark_s', 0):>8.1f} {r.get('mongo_write_s', 0):>8.1f} "
               f"{r.get('summary_s', 0):>9.2f} {str(r['correct']):>7}")
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores",
-                                          "events": args.events, "batch": args.batch, "rows": rows}, indent=2))
+    write_report(args.out, events=args.events, batch=args.batch, rows=rows)
     return 0 if all(r["correct"] for r in rows) else 1
 
 

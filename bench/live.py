@@ -1,6 +1,6 @@
 """Sustained throughput and freshness of the running job, at fixed generator rates.
 
-    .venv/bin/python bench/live.py [--rates 2000,5000,10000] [--seconds 60] [--warmup 300] [--trigger "1 second"]
+    .venv/bin/python -m bench.live [--rates 2000,5000,10000] [--seconds 60] [--warmup 300] [--trigger "1 second"]
                                    [--max-offsets N] [--shuffle-partitions N] [--users 10000] [--items 2000]
                                    [--dry-run] [--no-verify]
                                    [--spark-conf KEY=VALUE ...] [--out .stack/bench/live.json]
@@ -29,7 +29,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -39,10 +38,16 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu import CpuSampler  # noqa: E402
-from services import local_services  # noqa: E402
+from bench.cpu import CpuSampler
+from bench.report import write_report
+from bench.services import local_services
+
+if TYPE_CHECKING:
+    from pymongo.database import Database
+
+    from stack import KafkaBroker, MongoServer
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
@@ -162,7 +167,7 @@ class LagSampler:
         self.consumer.close()
 
     def sample(self) -> tuple[float, int, int]:
-        from interactions.status import checkpoint_offsets
+        from ops.status import checkpoint_offsets
 
         in_topic = sum(self.consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self.partitions)
         done = checkpoint_offsets(str(self.checkpoint), QUERY).get(self.topic, {})
@@ -173,7 +178,9 @@ class LagSampler:
             self.samples.append(self.sample())
 
 
-def start_job(work: Path, bootstrap: str, topic: str, uri: str, database: str, args) -> tuple[subprocess.Popen, Path]:
+def start_job(work: Path, *, bootstrap: str, topic: str, uri: str, database: str,
+              args: argparse.Namespace) -> tuple[subprocess.Popen, Path]:
+    """`spark-submit jobs/aggregate.py` with the run's options, once its query has started: (process, its log)."""
     log = work / f"job-{database}.log"
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
            "PIPELINE_MONGO_URI": uri}
@@ -211,18 +218,50 @@ def create_topic(bootstrap: str, topic: str) -> None:
     admin.create_topics([NewTopic(topic, PARTITIONS, 1, config=TOPIC_CONFIG)])[topic].result(30)
 
 
-def measure_rate(args, work: Path, broker, mongo, rate: int) -> RateResult:
-    from pymongo import MongoClient
+@dataclass
+class Window:
+    """What one rate's run under load recorded, for the figures worked out once the job has stopped."""
 
-    from conf import load_config
-    from interactions.verify import compare, read_topic, recompute_for
+    lag: LagSampler
+    cpu: CpuSampler
+    probes: Probes | None
+    start: float  # monotonic clock, the measured window's
+    end: float
+    drain_s: float | None  # from the generator's end to the job's committed offsets reaching the topic's end
+
+
+def measure_rate(args: argparse.Namespace, work: Path, broker: KafkaBroker, mongo: MongoServer,
+                 rate: int) -> RateResult:
+    from pymongo import MongoClient
 
     result = RateResult(rate=rate)
     topic, database = f"live-{rate}", f"live_{rate}"
+    create_topic(broker.bootstrap_servers, topic)
+    db: Database[dict[str, Any]] = MongoClient(mongo.uri, tz_aware=True)[database]
+    window = run_under_load(args, work, broker=broker, mongo=mongo, rate=rate, topic=topic, database=database,
+                            db=db)
+    result.drain_s = window.drain_s
+    result.rss_mib = window.cpu.rss_mib()
+    result.rss_timeline = window.cpu.rss_timeline
+    lag_figures(result, window)
+    result.cores = {name: round(value, 2) for name, value in window.cpu.cores().items()}
+    batch_figures(result, db)
+    result.phases = phase_figures(db)
+    if window.probes:
+        freshness_figures(result, window.probes)
+        if result.drain_s is not None and not args.no_verify:
+            verify(result, broker.bootstrap_servers, topic, db)
+    else:
+        last = window.lag.samples[-1]
+        result.correct = result.drain_s is not None and last[2] == last[1]
+    return result
+
+
+def run_under_load(args: argparse.Namespace, work: Path, *, broker: KafkaBroker, mongo: MongoServer, rate: int,
+                   topic: str, database: str, db: Database[dict[str, Any]]) -> Window:
+    """The job and the generator at `rate` for warmup + seconds, sampled; then the drain, and the job stopped."""
     bootstrap = broker.bootstrap_servers
-    create_topic(bootstrap, topic)
-    db = MongoClient(mongo.uri, tz_aware=True)[database]
-    job, log = start_job(work, bootstrap, topic, mongo.uri, database, args)
+    job, _ = start_job(work, bootstrap=bootstrap, topic=topic, uri=mongo.uri, database=database, args=args)
     try:
         generator = subprocess.Popen(
             [sys.executable, "-m", "generator", "--bootstrap-servers", bootstrap, "--topic", topic,
@@ -239,36 +278,46 @@ def measure_rate(args, work: Path, broker, mongo, rate: int) -> RateResult:
         generator.wait()
         window_end = time.monotonic()
         cpu.stop()
-        result.rss_mib = cpu.rss_mib()
-        result.rss_timeline = cpu.rss_timeline
         if probes:
             probes.stop_producing()
-        drain_started = time.monotonic()
-        while True:
-            _, in_topic, processed = lag.sample()
-            if processed >= in_topic:
-                result.drain_s = time.monotonic() - drain_started
-                break
-            if time.monotonic() - drain_started > args.drain_timeout:
-                break
-            time.sleep(0.5)
+        drain_s = drain(lag, args.drain_timeout)
         if probes:
             probes.wait_seen(timeout=30)
         lag.stop()
     finally:
         stop_job(job)
+    return Window(lag, cpu, probes, window_start, window_end, drain_s)
 
-    window = [s for s in lag.samples if window_start <= s[0] <= window_end]
-    half = len(window) // 2
-    lags = [in_topic - processed for _, in_topic, processed in window]
+
+def drain(lag: LagSampler, timeout: float) -> float | None:
+    """Seconds until the job has committed every record in the topic; None if it has not within `timeout`."""
+    drain_started = time.monotonic()
+    while True:
+        _, in_topic, processed = lag.sample()
+        if processed >= in_topic:
+            return time.monotonic() - drain_started
+        if time.monotonic() - drain_started > timeout:
+            return None
+        time.sleep(0.5)
+
+
+def lag_figures(result: RateResult, window: Window) -> None:
+    """Rates over the measured window, and whether the lag stayed bounded."""
+    samples = window.lag.samples
+    measured = [s for s in samples if window.start <= s[0] <= window.end]
+    half = len(measured) // 2
+    lags = [in_topic - processed for _, in_topic, processed in measured]
     result.lag_max_first_half, result.lag_max_second_half = max(lags[:half] or [0]), max(lags[half:] or [0])
-    span = window[-1][0] - window[0][0]
-    result.produced_per_s = (window[-1][1] - window[0][1]) / span
-    result.processed_per_s = (window[-1][2] - window[0][2]) / span
-    result.produced = lag.samples[-1][1] if lag.samples else 0
+    span = measured[-1][0] - measured[0][0]
+    result.produced_per_s = (measured[-1][1] - measured[0][1]) / span
+    result.processed_per_s = (measured[-1][2] - measured[0][2]) / span
+    result.produced = samples[-1][1] if samples else 0
     result.kept_up = (result.drain_s is not None and result.drain_s <= 60 and
-                      result.lag_max_second_half <= result.lag_max_first_half + rate)
-    result.cores = {name: round(value, 2) for name, value in cpu.cores().items()}
+                      result.lag_max_second_half <= result.lag_max_first_half + result.rate)
+
+
+def batch_figures(result: RateResult, db: Database[dict[str, Any]]) -> None:
+    """From the job's own `batches` records, leaving out the first batch with rows."""
     batches = list(db["batches"].find({"query": QUERY, "input_rows": {"$gt": 0},
                                        "processed_at": {"$exists": True}}).sort("batch_id", 1))[1:]  # not the first
     if batches:
@@ -279,23 +328,27 @@ def measure_rate(args, work: Path, broker, mongo, rate: int) -> RateResult:
         result.mongo_write_s_per_batch = statistics.mean(b.get("mongo_write_ms", 0) for b in batches) / 1000
         mongo_s = sum(b.get("mongo_write_ms", 0) for b in batches) / 1000
         result.upserts_per_s = sum(b.get("changed_documents", 0) for b in batches) / mongo_s if mongo_s else None
-    result.phases = phase_figures(db)
-    if probes:
-        delays = probes.delays()
-        result.probes = len(delays)
-        result.probes_seen = sum(1 for d in delays if d != float("inf"))
-        result.probes_missing = result.probes - result.probes_seen
-        if delays:
-            result.freshness_s = {"p50": percentile(delays, 50), "p95": percentile(delays, 95),
-                                  "p99": percentile(delays, 99), "max": max(delays)}
-        if result.drain_s is not None and not args.no_verify:
-            records = read_topic(bootstrap, topic)
-            report = compare(recompute_for(load_config(env={}), records), db)
-            result.correct = report.ok
-            result.mismatches = report.lines()[:20] if not report.ok else []
-    else:
-        result.correct = result.drain_s is not None and lag.samples[-1][2] == lag.samples[-1][1]
-    return result
+
+
+def freshness_figures(result: RateResult, probes: Probes) -> None:
+    delays = probes.delays()
+    result.probes = len(delays)
+    result.probes_seen = sum(1 for d in delays if d != float("inf"))
+    result.probes_missing = result.probes - result.probes_seen
+    if delays:
+        result.freshness_s = {"p50": percentile(delays, 50), "p95": percentile(delays, 95),
+                              "p99": percentile(delays, 99), "max": max(delays)}
+
+
+def verify(result: RateResult, bootstrap: str, topic: str, db: Database[dict[str, Any]]) -> None:
+    """Every document against the independent recomputation from the topic."""
+    from conf import load_config
+    from ops.verify import compare, read_topic, recompute_for
+
+    records = read_topic(bootstrap, topic)
+    report = compare(recompute_for(load_config(env={}), records), db)
+    result.correct = report.ok
+    result.mismatches = report.lines()[:20] if not report.ok else []
 
 
 def phase_figures(db) -> dict:
@@ -378,15 +431,11 @@ def main() -> int:
             results.append(measure_rate(args, work, broker, mongo, rate))
             print_table(results[-1:])
     print_table(results)
-    report = {"date": dt.date.today().isoformat(),
-              "machine": f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
-              "trigger": args.trigger, "max_offsets_per_trigger": args.max_offsets,
-              "shuffle_partitions": args.shuffle_partitions, "spark_conf": args.spark_conf,
-              "users": args.users, "items": args.items, "dry_run": args.dry_run,
-              "results": [asdict(r) for r in results]}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2, default=str))
-    print(f"\nresults: {args.out}; logs: {work}")
+    print()
+    write_report(args.out, trigger=args.trigger, max_offsets_per_trigger=args.max_offsets,
+                 shuffle_partitions=args.shuffle_partitions, spark_conf=args.spark_conf, users=args.users,
+                 items=args.items, dry_run=args.dry_run, results=[asdict(r) for r in results])
+    print(f"logs: {work}")
     return 0 if all(r.correct for r in results) else 1
 
 

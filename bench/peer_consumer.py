@@ -1,6 +1,6 @@
 """A peer for the Spark job that is not Spark: the best batching consumer one person could write for one machine.
 
-    .venv/bin/python bench/peer_consumer.py --bootstrap-servers HOST:PORT --topic interactions \
+    .venv/bin/python -m bench.peer_consumer --bootstrap-servers HOST:PORT --topic interactions \
         --mongo-uri 'mongodb://127.0.0.1:27017/?retryWrites=false' --database peer [--batch-size 200000] \
         [--lateness-seconds 120] [--max-future-skew-seconds 600] [--follow]
 
@@ -171,8 +171,11 @@ class Classifier:
         if reason is not None:
             return None, 0, reason
         import json  # valid for the reference reader but not for orjson: take its reading, like the oracle
+        assert raw is not None  # the oracle accepts only text, whose event_time parses
         event = json.loads(raw)
-        return event, (parse_event_time(event["event_time"]) - EPOCH) // ONE_US, None
+        when = parse_event_time(event["event_time"])
+        assert when is not None
+        return event, (when - EPOCH) // ONE_US, None
 
 
 _TYPES = frozenset(INTERACTION_TYPES)
@@ -215,7 +218,7 @@ class Deduplicator:
     def __init__(self, horizon_s: float) -> None:
         self.horizon_us = round(horizon_s * 1_000_000)
         self.seen: dict[str, int] = {}
-        self._evicted_below = None
+        self._evicted_below: int | None = None
 
     def floor_us(self, max_ts_ms: int | None) -> int:
         return -(1 << 62) if max_ts_ms is None else max_ts_ms * 1000 - self.horizon_us
@@ -244,7 +247,7 @@ def sort_batch(batch: Batch, messages: Iterable, classifier: Classifier, dedup: 
         fast = fast_event(value, ts_ms)
         if fast is None:
             event, t_us, reason = classifier.classify(value, ts_ms)
-            if reason is not None:
+            if event is None:  # malformed: `reason` says why
                 batch.dead_letters.append((message.partition(), message.offset(), ts_ms, text_of(value), reason))
                 continue
         else:
@@ -279,8 +282,8 @@ def remember_counted(messages: Iterable, classifier: Classifier, dedup: Deduplic
     count = 0
     for message in messages:
         ts_ms = message.timestamp()[1]
-        event, t_us, reason = classifier.classify(message.value(), ts_ms)
-        if reason is None and t_us >= ts_ms * 1000 - classifier.lateness_us and t_us >= floor_us:
+        event, t_us, _ = classifier.classify(message.value(), ts_ms)
+        if event is not None and t_us >= ts_ms * 1000 - classifier.lateness_us and t_us >= floor_us:
             seen.setdefault(event["event_id"], t_us)
             count += 1
     return count
@@ -392,7 +395,7 @@ class Store:
     def __init__(self, uri: str, database: str, bulk_size: int, kill_at: tuple[int, int] | None = None) -> None:
         from pymongo import MongoClient
 
-        self.client = MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
+        self.client: MongoClient[dict[str, Any]] = MongoClient(uri, tz_aware=True, serverSelectionTimeoutMS=10_000)
         self.db = self.client[database]
         self.bulk_size = bulk_size
         self.kill_at = kill_at
@@ -604,30 +607,21 @@ def run(bootstrap_servers: str, topic: str, mongo_uri: str, database: str, *, la
     writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="peer-writer")
     in_flight: tuple[concurrent.futures.Future, Prepared] | None = None
     try:
-        progress = store.check(topic)
-        if progress is None:
-            latest: dict[str, str] = {}
-            positions = {p: low for p, (low, _) in reader.watermarks().items()}
-            number, max_ts_ms = 0, None
-        else:
-            latest = store.user_keys()
-            number, max_ts_ms, positions = resume(progress, reader, store, classifier, dedup, latest, result)
+        latest, number, max_ts_ms, positions = starting_point(store, reader, classifier=classifier, dedup=dedup,
+                                                              result=result)
         ends = {p: high for p, (_, high) in reader.watermarks().items()} if until_end else None
         reader.assign(positions)
         while not (stop is not None and stop.is_set()):
-            if ends is not None and all(positions.get(p, 0) >= e or reader.position(p) >= e
-                                        for p, e in ends.items() if e > 0):
+            if ends is not None and at_end(reader, positions, ends):
                 break
-            messages = collect(reader, positions, ends, batch_size, max_batch_wait_s, stop)
+            messages = collect(reader, positions, ends=ends, batch_size=batch_size, max_wait_s=max_batch_wait_s,
+                               stop=stop)
             prepared = None
             if messages:
                 number += 1
-                # every partition's range, empty ones too: the progress record is where each partition resumes
-                batch = Batch(number, {p: (offset, offset) for p, offset in positions.items()})
-                for m in messages:
-                    p = m.partition()
-                    batch.ranges[p] = (batch.ranges[p][0], m.offset() + 1)
-                prepared = prepare(batch, messages, topic, classifier, dedup, latest, max_ts_ms)
+                batch = batch_of(number, positions, messages)
+                prepared = prepare(batch, messages, topic=topic, classifier=classifier, dedup=dedup, latest=latest,
+                                   max_ts_ms=max_ts_ms)
                 max_ts_ms = newest(max_ts_ms, batch.max_ts_ms)
                 for p, (_, end) in batch.ranges.items():
                     positions[p] = end
@@ -655,7 +649,36 @@ def run(bootstrap_servers: str, topic: str, mongo_uri: str, database: str, *, la
     return result
 
 
-def collect(reader: Reader, positions: dict[int, int], ends: dict[int, int] | None, batch_size: int,
+def starting_point(store: Store, reader: Reader, *, classifier: Classifier, dedup: Deduplicator,
+                   result: PeerResult) -> tuple[dict[str, str], int, int | None, dict[int, int]]:
+    """(each user's latest key, the last batch's number, the newest broker timestamp before the next batch, where
+    each partition continues): the topic's start for a new database, else after resuming from its progress record."""
+    progress = store.check(reader.topic)
+    if progress is None:
+        positions = {p: low for p, (low, _) in reader.watermarks().items()}
+        return {}, 0, None, positions
+    latest = store.user_keys()
+    number, max_ts_ms, positions = resume(progress, reader, store, classifier=classifier, dedup=dedup,
+                                          latest=latest, result=result)
+    return latest, number, max_ts_ms, positions
+
+
+def at_end(reader: Reader, positions: dict[int, int], ends: dict[int, int]) -> bool:
+    """Every non-empty partition read up to the end offset this run stops at."""
+    return all(positions.get(p, 0) >= e or reader.position(p) >= e for p, e in ends.items() if e > 0)
+
+
+def batch_of(number: int, positions: dict[int, int], messages: list) -> Batch:
+    """Batch `number` over `messages`, with every partition's range, empty ones too: the progress record is where
+    each partition resumes."""
+    batch = Batch(number, {p: (offset, offset) for p, offset in positions.items()})
+    for m in messages:
+        p = m.partition()
+        batch.ranges[p] = (batch.ranges[p][0], m.offset() + 1)
+    return batch
+
+
+def collect(reader: Reader, positions: dict[int, int], *, ends: dict[int, int] | None, batch_size: int,
             max_wait_s: float, stop: threading.Event | None) -> list:
     """Up to batch_size new records: stops early when the topic is drained or max_wait_s has passed."""
     messages: list = []
@@ -680,7 +703,7 @@ def newest(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else max(a, b)
 
 
-def prepare(batch: Batch, messages: list, topic: str, classifier: Classifier, dedup: Deduplicator,
+def prepare(batch: Batch, messages: list, *, topic: str, classifier: Classifier, dedup: Deduplicator,
             latest: dict[str, str], max_ts_ms: int | None) -> Prepared:
     """Sort and aggregate one batch into its writes (main thread; updates the duplicate set and `latest`)."""
     began = time.monotonic()
@@ -726,7 +749,7 @@ def finish(future: concurrent.futures.Future, prepared: Prepared, reader: Reader
              documents, skipped, prepared.compute_s, write_s, documents / write_s if write_s else 0.0)
 
 
-def resume(progress: dict, reader: Reader, store: Store, classifier: Classifier, dedup: Deduplicator,
+def resume(progress: dict, reader: Reader, store: Store, *, classifier: Classifier, dedup: Deduplicator,
            latest: dict[str, str], result: PeerResult) -> tuple[int, int | None, dict[int, int]]:
     """After a stop or crash: rebuild the duplicate set, re-apply the last recorded batch, continue after it."""
     number = progress["batch"]
@@ -739,7 +762,8 @@ def resume(progress: dict, reader: Reader, store: Store, classifier: Classifier,
     messages = [m for chunk in reader.read_ranges(ranges) for m in chunk]
     log.info("resuming: %d counted events re-read for de-duplication; re-applying batch %d (%d records)",
              remembered, number, len(messages))
-    prepared = prepare(Batch(number, ranges), messages, reader.topic, classifier, dedup, latest, max_ts_ms)
+    prepared = prepare(Batch(number, ranges), messages, topic=reader.topic, classifier=classifier, dedup=dedup,
+                       latest=latest, max_ts_ms=max_ts_ms)
     done: concurrent.futures.Future = concurrent.futures.Future()
     done.set_result(write(prepared, reader.topic, store))
     finish(done, prepared, reader, result)
@@ -752,7 +776,7 @@ def resume(progress: dict, reader: Reader, store: Store, classifier: Classifier,
 # ---- command line --------------------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python bench/peer_consumer.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.peer_consumer", description=__doc__.split("\n\n")[0])
     parser.add_argument("--bootstrap-servers", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--mongo-uri", required=True)

@@ -13,20 +13,39 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def local_services(prefix: str, mongo: bool = True) -> Iterator[tuple[Path, KafkaBroker, MongoServer | None]]:
-    """(work folder, started broker, started database or None); both are stopped on the way out."""
-    from stack import KafkaBroker, MongoServer, free_ports
+def local_broker(prefix: str) -> Iterator[tuple[Path, KafkaBroker]]:
+    """(work folder, started broker); the broker is stopped on the way out."""
+    from stack import free_ports
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    kafka_port, controller_port = free_ports(2)
+    with _broker(work, kafka_port, controller_port) as broker:
+        yield work, broker
+
+
+@contextlib.contextmanager
+def local_services(prefix: str) -> Iterator[tuple[Path, KafkaBroker, MongoServer]]:
+    """(work folder, started broker, started database); both are stopped on the way out."""
+    from stack import MongoServer, free_ports
 
     work = Path(tempfile.mkdtemp(prefix=prefix))
     kafka_port, controller_port, mongo_port = free_ports(3)
-    broker = KafkaBroker(work / "kafka", port=kafka_port, controller_port=controller_port)
-    server = MongoServer(work / "mongo", port=mongo_port) if mongo else None
+    server = MongoServer(work / "mongo", port=mongo_port)
+    with _broker(work, kafka_port, controller_port) as broker:
+        try:
+            server.start(timeout=120)
+            yield work, broker, server
+        finally:
+            server.stop()
+
+
+@contextlib.contextmanager
+def _broker(work: Path, port: int, controller_port: int) -> Iterator[KafkaBroker]:
+    from stack import KafkaBroker
+
+    broker = KafkaBroker(work / "kafka", port=port, controller_port=controller_port)
     broker.start(timeout=180)
     try:
-        if server is not None:
-            server.start(timeout=120)
-        yield work, broker, server
+        yield broker
     finally:
-        if server is not None:
-            server.stop()
         broker.stop()

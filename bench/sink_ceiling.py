@@ -1,6 +1,6 @@
 """The write ceiling of a MongoDB-protocol server for the write patterns the job uses, without Spark in front.
 
-    .venv/bin/python bench/sink_ceiling.py [--uri URI] [--keys 10000] [--bulk 5000] [--repeats 3]
+    .venv/bin/python -m bench.sink_ceiling [--uri URI] [--keys 10000] [--bulk 5000] [--repeats 3]
                                            [--per-message-seconds 5]
                                            [--patterns upsert,replace,replace_indexed,insert,delete_insert,
                                                        per_message,reads]
@@ -16,10 +16,11 @@ with `retryWrites=False`; the figure is the median of --repeats runs:
   replace_indexed  the same with a secondary index on `interactions` (what every index costs each write)
   insert         insert_many of the same documents
   delete_insert  delete_many({_id: {$in: chunk}}) then insert_many(chunk) over existing keys (a rewrite)
-  per_message    one update_one($inc, upsert=True) per message, the seeds' design, for --per-message-seconds
+  per_message    one update_one($inc, upsert=True) per message, the simplest consumer's way, for
+                 --per-message-seconds
   reads          count_documents({}), estimated_document_count(), find_one sorted by an indexed field desc, in ms,
                  on a collection of --keys documents
-Compare these with the job's own `upserts_per_s` (bench/end_to_end.py) to see which side is the bottleneck.
+Compare these with the job's own `upserts_per_s` (bench.end_to_end) to see which side is the bottleneck.
 A slow server makes a run long: SecantusDB's delete_many with a 5000-id $in takes ~35 s per bulk (pick --patterns),
 and FerretDB 1.24 hangs on an update command of more than ~100 existing keys (measure it with --bulk 90).
 """
@@ -28,17 +29,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import logging
-import os
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
-from interactions.schema import INTERACTION_TYPES
+from bench.report import write_report
+from contract.events import INTERACTION_TYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 BULK = 5000  # the job's write batch size
@@ -140,7 +141,7 @@ def reads(collection, keys: int, bulk: int) -> dict[str, float]:
             "find_one_top_ms": 1000 * timed(lambda: collection.find_one(sort=[("interactions", DESCENDING)]))}
 
 
-def measure(db, patterns: list[str], keys: int, bulk: int, repeats: int, seconds: float) -> dict[str, list[float]]:
+def measure(db, patterns: list[str], *, keys: int, bulk: int, repeats: int, seconds: float) -> dict[str, list[float]]:
     samples: dict[str, list[float]] = {}
     for pattern in patterns:
         for repeat in range(repeats):
@@ -181,38 +182,44 @@ def main() -> int:
     if unknown := sorted(set(patterns) - set(PATTERNS)):
         parser.error(f"unknown pattern(s) {unknown}; choose from {PATTERNS}")
 
+    with server_at(args.uri) as uri:
+        version, samples = measure_server(uri, patterns, args)
+    medians = print_table(uri, version, samples, args)
+    write_report(args.out, uri=uri, server=version, keys=args.keys, bulk=args.bulk, repeats=args.repeats,
+                 medians=medians, samples=samples)
+    return 0
+
+
+@contextlib.contextmanager
+def server_at(uri: str | None) -> Iterator[str]:
+    """`uri`; without one, the address of a stack.MongoServer started in a temporary folder for the duration."""
+    if uri:
+        yield uri
+        return
     from stack import MongoServer, free_ports
 
-    with contextlib.nullcontext() if args.uri else tempfile.TemporaryDirectory(prefix="bench-sink-") as work:
-        server = None if args.uri else MongoServer(Path(work) / "mongo", port=free_ports(1)[0])
-        if server is not None:
-            server.start(timeout=120)
-        uri = args.uri or server.uri
+    with tempfile.TemporaryDirectory(prefix="bench-sink-") as work:
+        server = MongoServer(Path(work) / "mongo", port=free_ports(1)[0])
+        server.start(timeout=120)
         try:
-            version, samples = measure_server(uri, patterns, args)
+            yield server.uri
         finally:
-            if server is not None:
-                server.stop()
-    medians = print_table(uri, version, samples, args)
-    results = {"date": dt.date.today().isoformat(), "machine": f"{os.cpu_count()} cores", "uri": uri,
-               "server": version, "keys": args.keys, "bulk": args.bulk, "repeats": args.repeats,
-               "medians": medians, "samples": samples}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
-    return 0
+            server.stop()
 
 
 def measure_server(uri: str, patterns: list[str], args: argparse.Namespace) -> tuple[str, dict[str, list[float]]]:
     from pymongo import MongoClient
     from pymongo.errors import ServerSelectionTimeoutError
 
-    client = MongoClient(uri, retryWrites=False, tz_aware=True, serverSelectionTimeoutMS=10_000)
+    client: MongoClient[dict[str, Any]] = MongoClient(uri, retryWrites=False, tz_aware=True,
+                                                      serverSelectionTimeoutMS=10_000)
     try:
         client.drop_database("sink_ceiling")
     except ServerSelectionTimeoutError:
         raise SystemExit(f"no MongoDB-protocol server answers at {uri}") from None
     version = server_version(client)
-    samples = measure(client["sink_ceiling"], patterns, args.keys, args.bulk, args.repeats, args.per_message_seconds)
+    samples = measure(client["sink_ceiling"], patterns, keys=args.keys, bulk=args.bulk, repeats=args.repeats,
+                      seconds=args.per_message_seconds)
     client.drop_database("sink_ceiling")
     client.close()
     return version, samples

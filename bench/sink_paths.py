@@ -1,6 +1,6 @@
 """The same batch of documents written by the MongoDB Spark connector and by pymongo, side by side.
 
-    .venv/bin/python bench/sink_paths.py [--events 250000] [--rounds 2] [--out .stack/bench/sink_paths.json]
+    .venv/bin/python -m bench.sink_paths [--events 250000] [--rounds 2] [--out .stack/bench/sink_paths.json]
 
 Starts its own Apache Kafka and MongoDB-protocol server, produces --events generator events, and builds from them
 the documents one micro-batch of the job writes (interactions.dataflow and interactions.documents in batch mode:
@@ -23,9 +23,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from report import write_report
-from services import local_services
+from bench.report import write_report
+from bench.services import local_services
 
 ROOT = Path(__file__).resolve().parents[1]
 PATHS = ("connector", "pymongo executors", "pymongo driver")
@@ -79,7 +80,7 @@ def write_executors(frames: dict, uri: str, database: str) -> None:
 def write_driver(frames: dict, uri: str, database: str) -> None:
     from pymongo import MongoClient, ReplaceOne
 
-    with MongoClient(uri) as client:
+    with MongoClient(uri, document_class=dict) as client:
         for collection, frame in frames.items():
             docs = [row.asDict(recursive=True) for row in frame.collect()]
             for start in range(0, len(docs), BULK):
@@ -115,7 +116,7 @@ def main() -> int:
         counts = {name: frame.count() for name, frame in frames.items()}
         documents = sum(counts.values())
         print(f"one batch of {args.events:,} events -> {documents:,} documents: {counts}", flush=True)
-        client = MongoClient(mongo.uri)
+        client: MongoClient[dict[str, Any]] = MongoClient(mongo.uri)
         for round_ in range(args.rounds):
             order = PATHS if round_ % 2 == 0 else tuple(reversed(PATHS))
             for path in order:

@@ -1,6 +1,7 @@
-"""The previous design's Spark SQL stages, kept as the measured alternative to the job's Python-over-Arrow ones.
+"""The job's classification and aggregation written as Spark SQL stages: the measured alternative to its
+Python-over-Arrow ones.
 
-bench/dataflow.py runs them side by side with interactions.parsing and interactions.facets on the same records:
+bench.dataflow runs them side by side with interactions.parsing and interactions.facets on the same records:
 classification with from_json, a map and a flat CASE WHEN of every rule; and every aggregate as one Spark
 aggregation over a five-way explode of each event (users, items, minutes, hours, the global row), with
 HyperLogLog++ distinct counts. Same rules, same results on valid input; not used by the job.

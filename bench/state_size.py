@@ -1,6 +1,6 @@
 """Spark state after a simulated day and a simulated week of event time: bounded, or growing?
 
-    .venv/bin/python bench/state_size.py [--days 7] [--events-per-minute 100] [--users 10000] [--items 2000]
+    .venv/bin/python -m bench.state_size [--days 7] [--events-per-minute 100] [--users 10000] [--items 2000]
                                          [--out .stack/bench/state_size.json]
 
 Starts its own Apache Kafka and MongoDB-protocol server, writes --days of generator events (1 % malformed, 1 %
@@ -21,15 +21,16 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from report import write_report
-from services import local_services
+from bench.report import write_report
+from bench.services import local_services
 
 ROOT = Path(__file__).resolve().parents[1]
 START = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)  # a Monday, 00:00 UTC
 
 
-def produce(bootstrap: str, topic: str, days: float, per_minute: int, users: int, items: int) -> int:
+def produce(bootstrap: str, topic: str, *, days: float, per_minute: int, users: int, items: int) -> int:
     """The generator's messages with pinned event times, each record stamped with its event time."""
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
@@ -67,7 +68,7 @@ def _event_millis(payload: str) -> float | None:
         return None
 
 
-def run_job(bootstrap: str, topic: str, mongo_uri: str, database: str, checkpoint: Path, batch: int) -> None:
+def run_job(bootstrap: str, topic: str, *, mongo_uri: str, database: str, checkpoint: Path, batch: int) -> None:
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
            "PIPELINE_ALERTS_RULES_FILE": "", "PIPELINE_HEALTH_PROMETHEUS_PORT": "0", "PIPELINE_MONGO_URI": mongo_uri}
     log = checkpoint.parent / "job.log"
@@ -95,13 +96,13 @@ def main() -> int:
 
     with local_services("bench-state-") as (work, broker, mongo):
         began = time.monotonic()
-        produced = produce(broker.bootstrap_servers, "week", args.days, args.events_per_minute, args.users,
-                           args.items)
+        produced = produce(broker.bootstrap_servers, "week", days=args.days, per_minute=args.events_per_minute,
+                           users=args.users, items=args.items)
         print(f"produced {produced:,} records over {args.days:g} simulated days in {time.monotonic() - began:.0f} s",
               flush=True)
-        run_job(broker.bootstrap_servers, "week", mongo.uri, "state", work / "checkpoint",
-                batch=args.events_per_minute * 60)
-        batches = list(MongoClient(mongo.uri, tz_aware=True)["state"].batches.find(
+        run_job(broker.bootstrap_servers, "week", mongo_uri=mongo.uri, database="state",
+                checkpoint=work / "checkpoint", batch=args.events_per_minute * 60)
+        batches: list[dict[str, Any]] = list(MongoClient(mongo.uri, tz_aware=True)["state"].batches.find(
             {"input_rows": {"$gt": 0}, "watermark": {"$exists": True}}).sort("batch_id", 1))
     rows = []
     for b in batches:

@@ -1,7 +1,7 @@
-"""The batching Python consumer that stands beside the Spark job in the benchmarks (bench/peer_consumer.py).
+"""The batching Python consumer that stands beside the Spark job in the benchmarks (bench.peer_consumer).
 
 Its user, item and minute documents are compared, field by field, with the independent recomputation
-(interactions.verify) from the records read back from the topic, after a clean run, after a restart and after a
+(ops.verify) from the records read back from the topic, after a clean run, after a restart and after a
 SIGKILL in the middle of a batch.
 """
 from __future__ import annotations
@@ -19,15 +19,13 @@ from pathlib import Path
 import pytest
 from waiting import wait_until
 
+from bench import peer_consumer
 from conf import load_config
 from conf.loader import parse_duration_seconds
 from contract.validation import invalid_reason
-from interactions.verify import Expected, read_topic, recompute_for
+from ops.verify import Expected, read_topic, recompute_for
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))
-
-import peer_consumer  # noqa: E402  (bench/ is a folder of scripts, not a package)
 
 UTC = dt.UTC
 TYPES = ("login", "logout", "view", "click", "scroll", "add_to_cart", "purchase")
@@ -59,7 +57,7 @@ def run_peer(kafka_broker, topic: str, mongo_server, database: str, **options) -
 
 
 def peer_command(kafka_broker, topic: str, mongo_server, database: str, *flags: str) -> list[str]:
-    return [sys.executable, str(ROOT / "bench" / "peer_consumer.py"), "--bootstrap-servers",
+    return [sys.executable, "-m", "bench.peer_consumer", "--bootstrap-servers",
             kafka_broker.bootstrap_servers, "--topic", topic, "--mongo-uri", mongo_server.uri, "--database",
             database, *flags]
 

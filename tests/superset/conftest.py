@@ -6,14 +6,11 @@ Superset runs from superset/.venv (installed by the provisioning if missing); th
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,7 +19,9 @@ from typing import Any
 
 import pytest
 from superset_aggregates import KnownAggregates, build, utcnow
-from superset_browser import (
+
+from stack import free_port
+from stack.browser import (
     BROWSER_WIDTH,
     CHART_STATES_JS,
     DASHBOARD_PATH,
@@ -32,8 +31,7 @@ from superset_browser import (
     all_settled,
     log_in,
 )
-
-from stack import free_port
+from stack.superset_api import SupersetApi
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVISION = ROOT / "superset" / "provision"
@@ -52,33 +50,7 @@ class SupersetUnderTest:
     database: Any  # the pymongo Database the dashboard reads
 
     def login(self) -> SupersetApi:
-        api = SupersetApi(self.url)
-        token = api.call("POST", "/api/v1/security/login",
-                         {"username": self.username, "password": self.password, "provider": "db", "refresh": False})
-        api.token = token["access_token"]
-        return api
-
-
-class SupersetApi:
-    """Superset's REST API with a JWT, as a script or another service would use it."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.token: str | None = None
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=120) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            raise AssertionError(f"{method} {path} -> {exc.code}: {exc.read().decode(errors='replace')[:1500]}") \
-                from None
+        return SupersetApi.logged_in(self.url, self.username, self.password)
 
 
 @pytest.fixture(scope="session")

@@ -8,8 +8,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from superset_browser import CHART_STATES_JS, DASHBOARD
 from superset_checks import CHECKS
+
+from stack.browser import CHART_STATES_JS
+from stack.superset_api import DASHBOARD
 
 pytestmark = pytest.mark.superset
 

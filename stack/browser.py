@@ -1,7 +1,8 @@
-"""A minimal W3C WebDriver client over urllib for Debian's chromedriver + headless Chromium, and what the tests
-read from a Superset dashboard page (each chart's state, logging in).
+"""A minimal W3C WebDriver client over urllib for Debian's chromedriver + headless Chromium, and how to read a
+Superset dashboard page with it (each chart's state, logging in).
 
-Enough to log in, wait for the dashboard and take a screenshot, without adding Selenium to the job's environment.
+Enough to log in, wait for the dashboard and take a screenshot, without adding Selenium to the job's environment. The
+Superset browser tests (tests/superset) and the dashboard benchmark (bench/dashboard.py) both drive Chromium with it.
 """
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from stack import free_port
+from stack.process import free_port
+from stack.superset_api import DASHBOARD
 
-# Flags measured to work on these machines (INFRA.md); a fresh profile per session.
+# Headless Chromium as root in a container without a GPU or /dev/shm to speak of, quiet on the network; a fresh
+# profile per session.
 CHROMIUM_FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--no-first-run", "--hide-scrollbars", "--force-device-scale-factor=1")
@@ -170,10 +173,9 @@ class Browser:
 
 # --- a Superset dashboard page -------------------------------------------------------------------------------------
 
-DASHBOARD = "user-interactions"  # the bundle's dashboard, by slug
 BROWSER_WIDTH = 1600
+RENDER_TIMEOUT_S = 180  # a deadline for a dashboard's charts to settle, not a wait: ~15 s when the machine is quiet
 DASHBOARD_PATH = f"/superset/dashboard/{DASHBOARD}/"
-RENDER_TIMEOUT_S = 180  # a deadline, not a wait: ~15 s when the machine is quiet
 
 # Each chart holder's state: an error alert, still loading, no data (a big number's "No data", other charts' "No
 # results were returned"), or drawn (canvas, table or big number).
