@@ -75,7 +75,8 @@ def test_gunicorn_runs_two_worker_processes_by_default_and_as_many_as_asked(tmp_
     def flag(command: list[str], name: str) -> str:
         return command[command.index(name) + 1]
 
-    default = provision.SupersetServer(tmp_path, "127.0.0.1", 1, tmp_path / "s.env").command()
+    default = provision.SupersetServer(tmp_path, "127.0.0.1", 1, secrets_file=tmp_path / "s.env").command()
     assert (flag(default, "--workers"), flag(default, "--threads")) == ("2", "4")
-    asked = provision.SupersetServer(tmp_path, "127.0.0.1", 1, tmp_path / "s.env", threads=8, workers=3).command()
+    asked = provision.SupersetServer(tmp_path, "127.0.0.1", 1, secrets_file=tmp_path / "s.env", threads=8,
+                                     workers=3).command()
     assert (flag(asked, "--workers"), flag(asked, "--threads")) == ("3", "8")
