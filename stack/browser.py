@@ -201,7 +201,7 @@ def all_settled(count: int) -> Callable[[list[dict]], bool]:
     return lambda states: len(states) == count and all(s["state"] in ("drawn", "error", "no data") for s in states)
 
 
-def log_in(browser: Browser, url: str, username: str, password: str, then: str, timeout: float = 120,
+def log_in(browser: Browser, url: str, username: str, password: str, *, then: str, timeout: float = 120,
            attempts: int = 3) -> None:
     """The login form, as a user fills it in, going straight on to the page `then` (a path). A form still showing
     30 s after submitting (seen under load: typed into before the page's script had settled, it submitted empty) is

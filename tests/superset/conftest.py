@@ -108,7 +108,7 @@ def open_dashboard(superset, tmp_path_factory: pytest.TempPathFactory) -> Callab
         with Browser(profile, BROWSER_WIDTH, 1200) as browser:
             try:
                 log_in(browser, superset.url, superset.username, superset.password,
-                       DASHBOARD_PATH + (f"?{query}" if query else ""))
+                       then=DASHBOARD_PATH + (f"?{query}" if query else ""))
                 browser.wait_for(CHART_STATES_JS, RENDER_TIMEOUT_S, f"all {CHART_COUNT} charts to render",
                                  until=all_settled(CHART_COUNT))
             except (AssertionError, WebDriverError):
