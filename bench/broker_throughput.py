@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, libversion
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from bench.report import write_report
-from generator.topics import TOPIC_CONFIG
+from contract.topics import TOPIC_CONFIG
 from stack import KafkaBroker, StackError, free_ports
 from stack.kafka import DEFAULT_LIB_DIR
 from stack.process import PROJECT_ROOT

@@ -212,7 +212,7 @@ def stop_job(job: subprocess.Popen) -> None:
 def create_topic(bootstrap: str, topic: str) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    from generator.topics import TOPIC_CONFIG
+    from contract.topics import TOPIC_CONFIG
 
     admin = AdminClient({"bootstrap.servers": bootstrap})  # must outlive the future
     admin.create_topics([NewTopic(topic, PARTITIONS, 1, config=TOPIC_CONFIG)])[topic].result(30)

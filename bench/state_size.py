@@ -35,9 +35,9 @@ def produce(bootstrap: str, topic: str, *, days: float, per_minute: int, users: 
     from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
+    from contract.topics import CREATE_TIME, TIMESTAMP_TYPE_KEY
     from generator.settings import StreamSettings
     from generator.stream import Message, MessageStream
-    from generator.topics import CREATE_TIME, TIMESTAMP_TYPE_KEY
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     # records stamped weeks ago: without retention.ms=-1 the broker's time-based retention would delete them at once

@@ -17,11 +17,11 @@ from typing import TextIO
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from contract.topics import TOPIC_CONFIG
 from generator.faults import DEFECTS
 from generator.pacing import Schedule
 from generator.settings import StreamSettings
 from generator.stream import KINDS, MessageStream
-from generator.topics import TOPIC_CONFIG
 
 log = logging.getLogger("generator")
 
@@ -65,7 +65,7 @@ def _quiet_client_config(bootstrap_servers: str, timeout_s: float) -> dict:
 
 
 def ensure_topic(bootstrap_servers: str, topic: str, partitions: int, timeout_s: float = 10.0) -> bool:
-    """Create `topic` with `partitions` partitions and the broker's clock for timestamps (generator/topics.py) unless
+    """Create `topic` with `partitions` partitions and the broker's clock for timestamps (contract/topics.py) unless
     it exists. True if created. Raises BrokerUnreachable."""
     admin = AdminClient(_quiet_client_config(bootstrap_servers, timeout_s))
     deadline = time.monotonic() + timeout_s

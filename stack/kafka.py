@@ -127,7 +127,7 @@ min.insync.replicas=1
 num.partitions={self.partitions}
 auto.create.topics.enable=true
 # record timestamps on the broker's clock (lateness is measured against it): the default of every topic that does
-# not set its own, also auto-created ones; the generator sets it explicitly too (generator/topics.py)
+# not set its own, also auto-created ones; the generator sets it explicitly too (contract/topics.py)
 log.message.timestamp.type=LogAppendTime
 delete.topic.enable=true
 group.initial.rebalance.delay.ms=0

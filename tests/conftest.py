@@ -63,7 +63,7 @@ def kafka_topic(kafka_admin, request: pytest.FixtureRequest) -> Iterator[str]:
     it: @pytest.mark.parametrize("kafka_topic", ["CreateTime"], indirect=True)."""
     from confluent_kafka.admin import NewTopic
 
-    from generator.topics import TIMESTAMP_TYPE_KEY, TOPIC_CONFIG
+    from contract.topics import TIMESTAMP_TYPE_KEY, TOPIC_CONFIG
 
     name = f"test-{_slug(request.node.name)}-{uuid.uuid4().hex[:8]}"
     config = {**TOPIC_CONFIG, **({TIMESTAMP_TYPE_KEY: request.param} if hasattr(request, "param") else {})}

@@ -30,7 +30,7 @@ def check_services(config: PipelineConfig, timeout: float = TIMEOUT_SECONDS, res
 def warn_on_producer_clock(bootstrap_servers: str, topic: str, timeout: float) -> str | None:
     """One warning line when the topic's timestamps are the producers' (CreateTime): lateness and the future-skew
     rule then trust every producer's clock. Returns the warning (None when the topic is on the broker's clock)."""
-    from generator.topics import CREATE_TIME, TIMESTAMP_TYPE_KEY, TopicConfigUnavailable, topic_timestamp_type
+    from contract.topics import CREATE_TIME, TIMESTAMP_TYPE_KEY, TopicConfigUnavailable, topic_timestamp_type
 
     try:
         clock = topic_timestamp_type(bootstrap_servers, topic, timeout)

@@ -110,7 +110,7 @@ def print_report(config: PipelineConfig, read: Records, expected: Expected, repo
 
 def _coverage_after_retention(config: PipelineConfig, read: TopicRead, context: list[str]) -> Coverage | None:
     """The partial comparison after retention; adds the lines that say what it leaves out to `context`."""
-    from generator.topics import TopicConfigUnavailable, topic_timestamp_type
+    from contract.topics import TopicConfigUnavailable, topic_timestamp_type
 
     context.append(f"retention has deleted the start of {len(read.cut)} of {len(read.partitions)} partitions: the "
                    f"aggregates include events that are gone, so only what the remaining records account for is "

@@ -139,7 +139,7 @@ def test_kafka_is_the_version_of_the_native_stack(services):
 
 def test_the_topic_and_the_broker_use_the_brokers_clock_for_timestamps(services):
     """Lateness is measured against the record's Kafka timestamp: LogAppendTime makes that the broker's clock."""
-    from generator.topics import TOPIC_CONFIG
+    from contract.topics import TOPIC_CONFIG
 
     command = command_of(services["kafka-init"])
     configs = [command[i + 1] for i, part in enumerate(command) if part == "--config"]

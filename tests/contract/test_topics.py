@@ -1,4 +1,4 @@
-"""Pipeline topics carry the broker's clock (generator/topics.py): whoever creates them, and whatever clock a producer
+"""Pipeline topics carry the broker's clock (contract/topics.py): whoever creates them, and whatever clock a producer
 has, a record's timestamp is when the broker appended it. Against the session's real broker."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import uuid
 import pytest
 from confluent_kafka import TIMESTAMP_LOG_APPEND_TIME, Consumer, Producer, TopicPartition
 
+from contract.topics import CREATE_TIME, LOG_APPEND_TIME, TopicConfigUnavailable, topic_timestamp_type
 from generator.producer import ensure_topic
-from generator.topics import CREATE_TIME, LOG_APPEND_TIME, TopicConfigUnavailable, topic_timestamp_type
 
 pytestmark = pytest.mark.integration
 DAY_MS = 86_400_000
