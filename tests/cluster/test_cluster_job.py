@@ -62,8 +62,9 @@ def generate(kafka_broker, topic, *flags: str) -> None:
 def test_job_on_a_two_worker_cluster_matches_the_recomputation_with_late_duplicate_and_malformed_events(
         spark_cluster, job_archive, executor_python, kafka_broker, kafka_topic, mongo_server, mongo_db, tmp_path):
     checkpoint = tmp_path / "checkpoint"  # every worker sees a local path on one host; a real cluster: shared storage
-    # The first micro-batch has no watermark yet, so late events only exist after it: run it on clean traffic.
-    # The same traffic as the local-mode test (tests/jobs/test_streaming_job.py): the cluster must give its results.
+    # Two runs, the second resuming the first's checkpoint on the cluster: clean traffic, then traffic with late,
+    # duplicate and malformed events. The same traffic as the local-mode test (tests/jobs/test_streaming_job.py): the
+    # cluster must give its results.
     generate(kafka_broker, kafka_topic, "--count", "1000", "--seed", "21", "--users", "300", "--items", "80")
     run_job(spark_cluster, job_archive, executor_python, kafka_broker, kafka_topic, mongo_server, mongo_db.name,
             checkpoint)
