@@ -19,6 +19,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from contract import times
+
 INTERACTION_TYPES = ("login", "logout", "view", "click", "scroll", "add_to_cart", "purchase")
 TYPE_SHARE = {"login": 0.05, "logout": 0.04, "view": 0.42, "click": 0.24, "scroll": 0.16, "add_to_cart": 0.06,
               "purchase": 0.03}
@@ -48,8 +50,8 @@ class Shape:
 
 
 def floor(t: dt.datetime, width: dt.timedelta) -> dt.datetime:
-    epoch = dt.datetime(1970, 1, 1)
-    return epoch + ((t - epoch) // width) * width
+    """contract.times.floor for the naive UTC datetimes these documents are built from."""
+    return times.floor(t, width).replace(tzinfo=None)
 
 
 def iso(t: dt.datetime) -> str:

@@ -25,6 +25,7 @@ from typing import Any
 
 from bench.report import write_report
 from bench.services import local_services
+from contract.times import parse_instant
 
 ROOT = Path(__file__).resolve().parents[1]
 START = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)  # a Monday, 00:00 UTC
@@ -63,7 +64,7 @@ def produce(bootstrap: str, topic: str, *, days: float, per_minute: int, users: 
 def _event_millis(payload: str) -> float | None:
     try:
         text = json.loads(payload)["event_time"]
-        return dt.datetime.fromisoformat(text).timestamp() * 1000
+        return parse_instant(text).timestamp() * 1000
     except (ValueError, KeyError, TypeError):
         return None
 
