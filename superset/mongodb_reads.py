@@ -30,11 +30,12 @@ import time
 from typing import Any
 
 import pymongosql.superset_mongodb.executor as superset_executor
-from mongodb_sql import merged_filter, split_subquery
 from pymongosql.executor import ExecutionPlanFactory
 from pymongosql.superset_mongodb.detector import QueryInfo, SubqueryDetector
 from pymongosql.superset_mongodb.executor import SupersetExecution
 from pymongosql.superset_mongodb.query_db_sqlite import QueryDBSQLite
+
+from mongodb_sql import merged_filter, split_subquery
 
 logger = logging.getLogger("mongodb_reads")
 _current = threading.local()  # the query this thread is answering: plan, columns, collection, filter, documents

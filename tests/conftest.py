@@ -12,10 +12,11 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from processes import Processes
-from waiting import wait_until
 
 from stack import KafkaBroker, MongoServer, free_ports
+
+from processes import Processes
+from waiting import wait_until
 
 # Spark's Python workers must run this environment's interpreter (they import the job's package); a session started
 # from Python reads PYSPARK_PYTHON, not spark-defaults' spark.pyspark.python (which spark-submit honours).

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from processes import Processes, members, run, started
 from waiting import wait_until
 

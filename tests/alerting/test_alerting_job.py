@@ -16,13 +16,14 @@ import subprocess
 import sys
 
 import pytest
-from processes import Processes
-from waiting import wait_until
 
 from conf import load_config
 from contract.times import floor, parse_instant
 from interactions.pipeline import RunMode, start_queries
 from ops.verify import read_topic
+
+from processes import Processes
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 QUIET, BURST = 100, 600           # events per minute

@@ -5,8 +5,6 @@ import logging
 import threading
 import time
 
-from waiting import wait_until
-
 from interactions.alerting.channels import (
     DROPPED,
     FAILED,
@@ -18,6 +16,8 @@ from interactions.alerting.channels import (
     WebhookChannel,
 )
 from stack import free_port
+
+from waiting import wait_until
 
 PAYLOAD = {"alert_id": "spike|2026-01-01T10:01:00Z", "rule": "spike", "description": "", "metric": "events_per_minute",
            "comparison": ">", "threshold": 100.0, "window": "1 minute", "window_start": "2026-01-01T10:01:00Z",

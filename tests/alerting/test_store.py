@@ -7,12 +7,13 @@ import threading
 
 import pytest
 from bson.codec_options import CodecOptions
-from waiting import wait_until
 
 from interactions.alerting.channels import Notification
 from interactions.alerting.monitor import AlertMonitor
 from interactions.alerting.rules import parse_rules
 from interactions.alerting.store import AlertStore
+
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 T0 = dt.datetime(2026, 1, 1, 10, 0, tzinfo=dt.UTC)

@@ -17,13 +17,14 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from waiting import wait_until
 
 from bench import peer_consumer
 from conf import load_config
 from conf.loader import parse_duration_seconds
 from contract.validation import invalid_reason
 from ops.verify import Expected, read_topic, recompute_for
+
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 

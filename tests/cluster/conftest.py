@@ -9,10 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from processes import run
 
 from stack.process import PROJECT_ROOT
 from stack.spark_cluster import SparkCluster
+
+from processes import run
 
 CLUSTER_START_TIMEOUT_S = 180.0
 

@@ -17,11 +17,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from processes import run
 
 from ops.verify import compare, read_topic, recompute
 from stack.process import PROJECT_ROOT
 from stack.spark_cluster import SparkCluster
+
+from processes import run
 
 pytestmark = pytest.mark.integration
 WATERMARK = dt.timedelta(minutes=2)

@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from processes import run
 
 from stack import StackError
 from stack.process import PROJECT_ROOT, free_port
 from stack.spark_cluster import SparkCluster
+
+from processes import run
 
 
 def test_a_worker_memory_that_is_not_a_size_is_a_clear_error(tmp_path: Path) -> None:

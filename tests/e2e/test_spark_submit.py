@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from processes import run
 
 from conf import load_config
 from ops.verify import compare, read_topic, recompute_for
 from stack import free_ports
+
+from processes import run
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e

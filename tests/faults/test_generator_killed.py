@@ -9,11 +9,12 @@ import subprocess
 import sys
 
 import pytest
-from waiting import wait_until
 
 from conf import load_config
 from interactions.pipeline import RunMode, start_queries
 from ops.verify import compare, read_topic, recompute_for
+
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

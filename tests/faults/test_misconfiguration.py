@@ -5,12 +5,13 @@ import subprocess
 import sys
 
 import pytest
-from processes import started
-from waiting import wait_until
 
 from conf import ConfigError
 from interactions.preflight import check_kafka, check_mongo
 from stack import free_ports
+
+from processes import started
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -10,12 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from processes import Processes, run
-from waiting import wait_until
 
 from conf import load_config
 from ops.verify import compare, read_topic, recompute_for
 from stack import KafkaBroker, MongoServer, free_ports
+
+from processes import Processes, run
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration

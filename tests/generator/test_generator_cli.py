@@ -4,10 +4,11 @@ from __future__ import annotations
 import sys
 
 import pytest
-from processes import run
 
 from generator.cli import parse_args
 from stack import free_port
+
+from processes import run
 
 
 @pytest.mark.parametrize("argv", [

@@ -10,10 +10,11 @@ import uuid
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from processes import run
-from waiting import wait_until
 
 from generator import read_manifest
+
+from processes import run
+from waiting import wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,11 @@ import sys
 import uuid
 
 import pytest
-from processes import run as run_process
 
 from conf import load_config
 from interactions.pipeline import RunMode, start_queries
+
+from processes import run as run_process
 
 pytestmark = pytest.mark.integration
 # bookkeeping that names the micro-batch or the moment of writing, which differ between two runs by design

@@ -12,12 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from processes import Processes, run
-from waiting import wait_until
 
 from conf import load_config
 from interactions import QUERY
 from ops.verify import compare, read_topic, recompute_for
+
+from processes import Processes, run
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration

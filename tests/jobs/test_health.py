@@ -8,9 +8,7 @@ import sys
 import urllib.request
 
 import pytest
-from processes import run
 from prometheus_client.parser import text_string_to_metric_families
-from waiting import wait_until
 
 from conf import load_config
 from interactions import QUERY
@@ -19,6 +17,9 @@ from interactions.pipeline import RunMode, start_queries
 from interactions.progress import batch_metrics, describe
 from ops.verify import read_topic, recompute_for
 from stack import free_port
+
+from processes import run
+from waiting import wait_until
 
 PROGRESS = {  # the shape of Spark's StreamingQueryProgress JSON for a Kafka source (values made up)
     "id": "q", "runId": "r", "name": "records", "timestamp": "2026-01-01T10:00:05.123Z", "batchId": 7,

@@ -8,12 +8,13 @@ from __future__ import annotations
 import sys
 
 import pytest
-from processes import run
 
 from conf import load_config
 from interactions import QUERY
 from interactions.pipeline import RunMode, start_queries
 from ops.verify import compare, read_topic, recompute_for
+
+from processes import run
 
 pytestmark = pytest.mark.integration
 

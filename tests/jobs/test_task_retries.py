@@ -5,10 +5,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from processes import run
 
 from conf import load_config
 from ops.verify import compare, read_topic, recompute_for
+
+from processes import run
 
 pytestmark = pytest.mark.integration
 DRIVER = Path(__file__).with_name("retrying_job.py")

@@ -15,7 +15,6 @@ import uuid
 
 import pytest
 from confluent_kafka import Producer, TopicPartition
-from waiting import wait_until
 
 from conf import load_config
 from ops.verify import (
@@ -32,6 +31,8 @@ from ops.verify import (
 )
 from ops.verify.cli import main
 from ops.verify.compare import HLL_COUPON_MODE_MAX
+
+from waiting import wait_until
 
 UTC = dt.UTC
 LATENESS = dt.timedelta(minutes=2)

@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from processes import run
-from waiting import wait_until
 
 from stack import KafkaBroker, MongoServer, StackError, free_ports
 from stack.process import PROJECT_ROOT, Service
+
+from processes import run
+from waiting import wait_until
 
 
 def processes_mentioning(path: Path) -> list[int]:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from superset_aggregates import KnownAggregates, build, utcnow
 
 from stack import free_port
 from stack.browser import (
@@ -32,6 +31,8 @@ from stack.browser import (
     log_in,
 )
 from stack.superset_api import SupersetApi
+
+from superset_aggregates import KnownAggregates, build, utcnow
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVISION = ROOT / "superset" / "provision"

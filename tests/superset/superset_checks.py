@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+
 from superset_aggregates import FUNNEL, KnownAggregates, View
 
 

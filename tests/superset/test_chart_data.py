@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from superset_aggregates import PLATFORMS, View, utcnow
 from superset_checks import CHECKS, assert_chart_result
 from superset_filters import (

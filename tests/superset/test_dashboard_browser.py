@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from superset_aggregates import View, utcnow
-from superset_checks import CHECKS, assert_chart_result
-from superset_filters import FILTERED, dashboard_filters, filtered_view, native_filters_param
 
 from stack.browser import BROWSER_WIDTH, CHART_STATES_JS, RENDER_TIMEOUT_S, Browser, all_settled
 from stack.superset_api import DASHBOARD
+
+from superset_aggregates import View, utcnow
+from superset_checks import CHECKS, assert_chart_result
+from superset_filters import FILTERED, dashboard_filters, filtered_view, native_filters_param
 
 pytestmark = pytest.mark.superset
 

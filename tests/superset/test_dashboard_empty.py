@@ -8,10 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from superset_checks import CHECKS
 
 from stack.browser import CHART_STATES_JS
 from stack.superset_api import DASHBOARD
+
+from superset_checks import CHECKS
 
 pytestmark = pytest.mark.superset
 
