@@ -201,26 +201,46 @@ def all_settled(count: int) -> Callable[[list[dict]], bool]:
     return lambda states: len(states) == count and all(s["state"] in ("drawn", "error", "no data") for s in states)
 
 
+# The page's own view of its session: Superset's API answers 200 for a logged-in user, 401 otherwise.
+SESSION_STATUS_JS = """
+const request = new XMLHttpRequest();
+request.open('GET', '/api/v1/me/', false);
+request.send();
+return request.status;
+"""
+
+
 def log_in(browser: Browser, url: str, username: str, password: str, *, then: str, timeout: float = 120,
            attempts: int = 3) -> None:
-    """The login form, as a user fills it in, going straight on to the page `then` (a path). A form still showing
-    30 s after submitting (seen under load: typed into before the page's script had settled, it submitted empty) is
-    cleared, filled in and submitted again, as a user would, up to `attempts` times."""
+    """The login form, as a user fills it in, going straight on to the page `then` (a path), with a session that
+    the page's API requests carry.
+
+    Seen under load, and retried as a user would, up to `attempts` times: a form still showing 30 s after submitting
+    (typed into before the page's script had settled, it submitted empty) is cleared, filled in and submitted again;
+    a page reached without a session (Superset sends it back to the login form) is logged in again.
+    """
     path = then.split("?")[0]
     where = (f"return location.pathname === {json.dumps(path)} ? 'in' : "
              "(document.querySelector('[data-test=username-input]') ? 'form' : 'loading')")
-    browser.get(f"{url}/login/?next={urllib.parse.quote(then, safe='/?=&')}")
+    login_page = f"{url}/login/?next={urllib.parse.quote(then, safe='/?=&')}"
+    browser.get(login_page)
     for attempt in range(1, attempts + 1):
-        if browser.wait_for(where, timeout, "the login form", until=lambda state: state != "loading") == "in":
+        last = attempt == attempts
+        if browser.wait_for(where, timeout, "the login form", until=lambda state: state != "loading") != "in":
+            for field, text in (("username", username), ("password", password)):
+                browser.clear(f"[data-test={field}-input]")
+                browser.type_into(f"[data-test={field}-input]", text)
+            browser.click("[data-test=login-button]")
+            try:
+                browser.wait_for(where, timeout if last else 30, f"{then} after logging in",
+                                 until=lambda state: state == "in")
+            except AssertionError:
+                if last:
+                    raise
+                continue
+        status = browser.run_js(SESSION_STATUS_JS)
+        if status == 200:
             return
-        for field, text in (("username", username), ("password", password)):
-            browser.clear(f"[data-test={field}-input]")
-            browser.type_into(f"[data-test={field}-input]", text)
-        browser.click("[data-test=login-button]")
-        try:
-            browser.wait_for(where, timeout if attempt == attempts else 30, f"{then} after logging in",
-                             until=lambda state: state == "in")
-            return
-        except AssertionError:
-            if attempt == attempts:
-                raise
+        if last:
+            raise AssertionError(f"reached {then} after logging in, without a session (GET /api/v1/me/: {status})")
+        browser.get(login_page)
