@@ -81,10 +81,6 @@ class PipelineHealth:
                 totals["batches"] = totals.get("batches", 0) + 1
         return figures
 
-    def latest(self) -> dict[str, dict[str, Any]]:
-        with self._lock:
-            return {q: dict(f) for q, f in self._latest.items()}
-
     def close(self) -> None:
         if self._server is not None:
             self._server.shutdown()
