@@ -11,8 +11,15 @@ item interactions (view, click, scroll, add_to_cart, purchase; login and logout 
 Optional: price (finite number, >= 0, on add_to_cart and purchase), quantity (int >= 1, same),
 country (ISO 3166 alpha-2).
 event_time is ISO-8601 in UTC with milliseconds. Revenue of a purchase is price * quantity (quantity defaults to 1).
+
+Bounds (BOUNDS below), so that any record a producer can send is classified without a crash and every document built
+from it is one MongoDB stores and every BSON reader decodes: a payload's size and nesting, an id's length, price and
+quantity (no event and no sum shown can overflow a double), event and broker times (years 1-9999 in UTC, after the
+offset, with room for the day window that holds them).
 """
 from __future__ import annotations
+
+import datetime as dt
 
 INTERACTION_TYPES: tuple[str, ...] = ("login", "logout", "view", "click", "scroll", "add_to_cart", "purchase")
 ITEM_INTERACTIONS: frozenset[str] = frozenset({"view", "click", "scroll", "add_to_cart", "purchase"})
@@ -29,3 +36,22 @@ FIELD_TYPES: dict[str, str] = {
     "platform": "string", "session_id": "string", "event_time": "string", "price": "double", "quantity": "long",
     "country": "string",
 }
+
+
+# ---- bounds: a record outside them is a dead letter with the reason naming the bound ----------------------------
+MAX_PAYLOAD_BYTES = 1_000_000  # Kafka's default max.message.bytes is 1 MiB; an event is ~250 bytes
+MAX_NESTING = 64               # [ and { levels; an event is one flat object (depth 1)
+MAX_ID_LENGTH = 128            # characters of event_id, user_id, item_id, session_id (a UUID has 36)
+ID_FIELDS: tuple[str, ...] = ("event_id", "user_id", "item_id", "session_id")
+MAX_PRICE = 1e9                # a purchase's revenue is at most 1e15; 2^63 of them still sum to a finite double
+MAX_QUANTITY = 1_000_000
+# Event and broker times, in UTC after the offset: from year 1 to the last day of year 9999 (exclusive), so that the
+# day window holding any of them ends within year 9999 and every date written is one a BSON reader decodes.
+EARLIEST_TIME = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+LATEST_TIME = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)  # exclusive
+SHOWN_VALUE_CHARS = 64         # a reason quotes at most this much of the value it names ("unknown platform ...")
+
+
+def shown(value: str) -> str:
+    """A value as a reason quotes it: whole when short, else its first SHOWN_VALUE_CHARS characters and an ellipsis."""
+    return value if len(value) <= SHOWN_VALUE_CHARS else value[:SHOWN_VALUE_CHARS] + "\u2026"

@@ -90,8 +90,8 @@ def read_records(config: PipelineConfig, args: argparse.Namespace, *, start: dt.
         if read.cut and start is None:
             out.coverage = _coverage_after_retention(config, read, out.context)
     if start is not None or end is not None:
-        out.records = [r for r in out.records if (start is None or r.timestamp >= start)
-                       and (end is None or r.timestamp < end)]
+        out.records = [r for r in out.records if r.timestamp is not None
+                       and (start is None or r.timestamp >= start) and (end is None or r.timestamp < end)]
         out.context.append(f"compared the {len(out.records)} records the broker received in "
                            f"[{args.start or 'the start'}, {args.end or 'now'})")
     return out

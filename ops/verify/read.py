@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 UTC = dt.UTC
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Record(NamedTuple):
@@ -16,8 +17,9 @@ class Record(NamedTuple):
     raw: str | None
     partition: int
     offset: int
-    timestamp: dt.datetime  # the broker's timestamp, UTC
+    timestamp: dt.datetime | None  # the broker's timestamp, UTC (None: outside what a datetime holds)
     topic: str | None = None  # None: not known (records made by hand); set-aside documents then match on the rest
+    size: int | None = None   # the payload's bytes as sent (None: raw's length in UTF-8)
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,7 @@ def read_partitions(bootstrap_servers: str, topic: str, timeout: float = 60.0) -
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
             ranges.append(_read_partition(consumer, topic, partition, low=low, high=high, timeout=timeout,
                                           records=records))
-        records.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
+        records.sort(key=in_broker_order)
         return TopicRead(topic, records, ranges)
     finally:
         consumer.close()
@@ -109,9 +111,10 @@ def _read_partition(consumer: Any, topic: str, partition: int, *, low: int, high
                     continue
                 value = message.value()
                 _, millis = message.timestamp()
-                when = dt.datetime.fromtimestamp(millis / 1000, UTC)
+                when = broker_time(millis)
                 records.append(Record(value.decode("utf-8", "replace") if value is not None else None,
-                                      partition, message.offset(), when, topic))
+                                      partition, message.offset(), when, topic,
+                                      len(value) if value is not None else None))
                 if first is None:
                     first, first_timestamp = message.offset(), when
                 count += 1
@@ -126,6 +129,20 @@ def _read_partition(consumer: Any, topic: str, partition: int, *, low: int, high
     return PartitionRange(partition, first, high, count, first_timestamp)
 
 
+def in_broker_order(record: Record) -> tuple[bool, dt.datetime, int, int]:
+    """Sort key: broker timestamp, partition, offset; records without a timestamp a datetime holds last."""
+    return record.timestamp is None, record.timestamp or EPOCH, record.partition, record.offset
+
+
+def broker_time(millis: int) -> dt.datetime | None:
+    """A Kafka timestamp (epoch milliseconds) as a UTC datetime; None beyond what a datetime holds (a producer's
+    clock on a CreateTime topic can say anything)."""
+    try:
+        return EPOCH + dt.timedelta(milliseconds=millis)
+    except OverflowError:
+        return None
+
+
 def manifest_records(path: str, topic: str | None = None) -> list[Record]:
     """Records from a generator manifest (--emit-manifest), with the broker timestamps its delivery reports gave;
     a manifest does not name its topic, so `topic` says which it was."""
@@ -136,5 +153,5 @@ def manifest_records(path: str, topic: str | None = None) -> list[Record]:
                 row = json.loads(line)
                 out.append(Record(row["payload"], row["partition"], row["offset"],
                                   dt.datetime.fromtimestamp(row["timestamp"] / 1000, UTC), topic))
-    out.sort(key=lambda r: (r.timestamp, r.partition, r.offset))
+    out.sort(key=in_broker_order)
     return out

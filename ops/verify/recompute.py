@@ -85,7 +85,7 @@ def counted_events(records: Iterable[Record], expected: Expected, *, watermark_d
     seen_ids: set[str] = set()
     events: list[dict[str, Any]] = []
     for record in records:
-        reason = invalid_reason(record.raw, record.timestamp, max_future_skew)
+        reason = invalid_reason(record.raw, record.timestamp, max_future_skew, size=record.size)
         if reason is not None:
             expected.dead_letters[record.raw] += 1
             expected.rejected[(record.topic, record.partition, record.offset)] = reason
@@ -94,6 +94,7 @@ def counted_events(records: Iterable[Record], expected: Expected, *, watermark_d
         event = json.loads(record.raw)
         when = event_time(event["event_time"])
         assert when is not None, "a valid event has a valid event_time"
+        assert record.timestamp is not None, "the validator rejects a record without a broker time"
         if when < record.timestamp - watermark_delay:
             expected.late_events += 1
             expected.late[record.raw] += 1
