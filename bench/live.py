@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4
 QUERY = "interactions"  # the job's one streaming query
+DRY_RUN_QUERY = f"{QUERY}-dry-run"  # a dry run's: on its own checkpoint, <checkpoint-dir>-dry-run
 
 
 @dataclass
@@ -147,12 +148,12 @@ class Probes:
 class LagSampler:
     """Every second: records in the topic, and records the job has committed (its checkpoint's offsets)."""
 
-    def __init__(self, bootstrap: str, topic: str, checkpoint: Path):
+    def __init__(self, bootstrap: str, topic: str, checkpoint: Path, query: str = QUERY):
         from confluent_kafka import Consumer, TopicPartition
         self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-lag"})
         self.topic = topic
         self.partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
-        self.checkpoint = checkpoint
+        self.checkpoint, self.query = checkpoint, query
         self.samples: list[tuple[float, int, int]] = []  # (monotonic time, in topic, processed)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -170,7 +171,7 @@ class LagSampler:
         from ops.status import checkpoint_offsets
 
         in_topic = sum(self.consumer.get_watermark_offsets(tp, timeout=10)[1] for tp in self.partitions)
-        done = checkpoint_offsets(str(self.checkpoint), QUERY).get(self.topic, {})
+        done = checkpoint_offsets(str(self.checkpoint), self.query).get(self.topic, {})
         return time.monotonic(), in_topic, sum(int(offset) for offset in done.values())
 
     def _run(self) -> None:
@@ -269,7 +270,8 @@ def run_under_load(args: argparse.Namespace, work: Path, *, broker: KafkaBroker,
              "--users", str(args.users), "--items", str(args.items),
              "--processes", str(1 if rate <= 50_000 else 2), "--progress-interval", "3600"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(work / f"generator-{rate}.log").open("w"))
-        lag = LagSampler(bootstrap, topic, work / f"checkpoint-{database}").start()
+        lag = (LagSampler(bootstrap, topic, work / f"checkpoint-{database}-dry-run", DRY_RUN_QUERY) if args.dry_run
+               else LagSampler(bootstrap, topic, work / f"checkpoint-{database}")).start()
         time.sleep(args.warmup)
         cpu = CpuSampler({"spark job": job.pid, "mongodb server": mongo.pid(), "kafka broker": broker.pid(),
                           "generator": generator.pid}).start()
@@ -318,7 +320,7 @@ def lag_figures(result: RateResult, window: Window) -> None:
 
 def batch_figures(result: RateResult, db: Database[dict[str, Any]]) -> None:
     """From the job's own `batches` records, leaving out the first batch with rows."""
-    batches = list(db["batches"].find({"query": QUERY, "input_rows": {"$gt": 0},
+    batches = list(db["batches"].find({"query": {"$in": [QUERY, DRY_RUN_QUERY]}, "input_rows": {"$gt": 0},
                                        "processed_at": {"$exists": True}}).sort("batch_id", 1))[1:]  # not the first
     if batches:
         seconds = [b["duration_ms"] / 1000 for b in batches if "duration_ms" in b]
@@ -353,7 +355,7 @@ def verify(result: RateResult, bootstrap: str, topic: str, db: Database[dict[str
 
 def phase_figures(db) -> dict:
     """Medians over the job's batches after the first two (warm-up): where a batch's time goes."""
-    batches = list(db["batches"].find({"query": QUERY, "duration_ms": {"$exists": True},
+    batches = list(db["batches"].find({"query": {"$in": [QUERY, DRY_RUN_QUERY]}, "duration_ms": {"$exists": True},
                                        "input_rows": {"$gt": 0}}).sort("batch_id", 1))[2:]
     if not batches:
         return {}

@@ -61,8 +61,10 @@ def parse_flags(argv: list[str] | None) -> argparse.Namespace:
                         help="with a new checkpoint: clear the database's derived collections first (they hold the "
                              "output of another checkpoint)")
     parser.add_argument("--dry-run", action="store_true",
-                        help="compute every aggregate but store none (only per-batch figures in `batches`); "
-                             "measures the job without the database")
+                        help="compute every aggregate but store none (only per-batch figures in `batches`, as query "
+                             "interactions-dry-run); measures the job without the database. Runs on a checkpoint "
+                             "of its own (<checkpoint-dir>-dry-run, started afresh each time), so the real "
+                             "checkpoint and the database's output are left as they were")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     return parser.parse_args(argv)
 
@@ -84,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
             from interactions.alerting import load_rules
             load_rules(config.alerts.rules_file)
         from interactions.preflight import check_services
-        check_services(config, reset=args.reset)
+        check_services(config, reset=args.reset, dry_run=args.dry_run)
     except ConfigError as exc:
         print(f"aggregate: {exc}", file=sys.stderr)
         return 2

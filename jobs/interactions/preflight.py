@@ -14,16 +14,18 @@ from pymongo.database import Database
 from pymongo.errors import OperationFailure, PyMongoError
 
 from conf import ConfigError, PipelineConfig
+from interactions import DRY_RUN_QUERY, QUERY
 from interactions import documents as docs
 
 TIMEOUT_SECONDS = 10
 log = logging.getLogger(__name__)
 
 
-def check_services(config: PipelineConfig, timeout: float = TIMEOUT_SECONDS, reset: bool = False) -> None:
+def check_services(config: PipelineConfig, timeout: float = TIMEOUT_SECONDS, reset: bool = False,
+                   dry_run: bool = False) -> None:
     check_kafka(config.kafka.bootstrap_servers, config.kafka.topic, timeout)
     check_mongo(config.mongo.uri, config.mongo.database, timeout)
-    check_checkpoint(config, reset)
+    check_checkpoint(config, reset, dry_run)
     warn_on_producer_clock(config.kafka.bootstrap_servers, config.kafka.topic, timeout)
 
 
@@ -63,13 +65,21 @@ def checkpoint_identity(config: PipelineConfig) -> dict[str, object]:
             "top_n_items": job.top_n_items, "top_n_users_last_hour": job.top_n_users_last_hour}
 
 
-def check_checkpoint(config: PipelineConfig, reset: bool = False) -> None:
+def check_checkpoint(config: PipelineConfig, reset: bool = False, dry_run: bool = False) -> None:
     """Bind the checkpoint and the database both ways, or refuse with one line.
 
     An existing checkpoint must have been made with the same identity and must be the one the database's output
-    came from. A new checkpoint needs a database without this pipeline's output (its batch ids would start again at
-    0, and every guard keyed by batch id would drop them), unless `reset` clears the derived collections first.
+    came from: its Spark query (the id Spark wrote when the query first started), which has planned at least the
+    last batch the database holds. A new checkpoint needs a database without this pipeline's output (its batch ids
+    would start again at 0, and every guard keyed by batch id would drop them), unless `reset` clears the derived
+    collections first. A dry run stores no output and runs on a checkpoint of its own: nothing to bind.
     """
+    if dry_run:
+        if reset:
+            raise ConfigError("--reset clears the database for a new checkpoint, but a dry run stores nothing and "
+                              "keeps its own checkpoint: leave out one of --reset and --dry-run")
+        dry_run_checkpoint(config)
+        return
     directory = Path(config.job.checkpoint_dir)
     marker = directory / IDENTITY_FILE
     with MongoClient(config.mongo.uri, document_class=dict,
@@ -102,6 +112,35 @@ def _resume(db: Database, bound: dict[str, Any], directory: Path, *, wanted: dic
             raise ConfigError(f"database {db.name} holds output that is not from checkpoint "
                               f"{directory}; use a fresh --database")
         _bind(db, found, directory)
+        return
+    if _has_output(db):
+        _check_spark_query(db, bound, directory)
+
+
+def _check_spark_query(db: Database, bound: dict[str, Any], directory: Path) -> None:
+    """The database's output came from the checkpoint's Spark query and no further than the batches it planned.
+
+    Spark keeps the Kafka offsets and the state in `<checkpoint>/interactions`; without them (deleted, or an older
+    copy restored) it would start again at batch 0 with empty state while every guard keyed by batch id takes
+    batches up to the database's last one for replays. Spark writes `offsets/N` before running batch N, so a job
+    that stopped after the sink wrote batch N but before `commits/N` resumes by replaying N.
+    """
+    last = (db[docs.TOTALS].find_one({"_id": "all"}, {"batch_id": 1}) or {}).get("batch_id", -1)
+    spark = directory / QUERY
+    way_out = "restore the whole checkpoint, or start again: a new --checkpoint-dir with --reset"
+    query_id = spark_query_id(spark)
+    if query_id is None:
+        raise ConfigError(f"database {db.name} holds output up to batch {last}, but checkpoint {directory} has lost "
+                          f"its Spark query ({spark / SPARK_METADATA} is missing): Spark would start again at "
+                          f"batch 0 with empty state; {way_out}")
+    if bound.get("query_id") not in (None, query_id):
+        raise ConfigError(f"checkpoint {directory} holds Spark query {query_id}, but database {db.name} holds the "
+                          f"output of Spark query {bound['query_id']}; {way_out}")
+    planned = newest_planned_batch(spark)
+    if planned is None or planned < last:
+        reached = "no batch" if planned is None else f"batches up to {planned}"
+        raise ConfigError(f"checkpoint {directory} has planned {reached}, but database {db.name} holds output up to "
+                          f"batch {last} (an older copy of the checkpoint?); {way_out}")
 
 
 def _start_new(db: Database, bound: dict[str, Any], directory: Path, *, wanted: dict[str, object],
@@ -136,6 +175,56 @@ def _read_identity(directory: Path, marker: Path) -> dict[str, object]:
         return json.loads(marker.read_text())
     except ValueError:
         raise ConfigError(f"checkpoint {directory} has an unreadable {IDENTITY_FILE}") from None
+
+
+SPARK_METADATA = "metadata"  # Spark's: {"id": the query's id}, written when the query first starts
+
+
+def spark_query_id(spark: Path) -> str | None:
+    """The id of the Spark query whose checkpoint folder this is; None when it never started (or was deleted)."""
+    try:
+        text = (spark / SPARK_METADATA).read_text()
+    except FileNotFoundError:
+        return None
+    try:
+        return str(json.loads(text.splitlines()[0])["id"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise ConfigError(f"Spark checkpoint {spark} has an unreadable {SPARK_METADATA} file") from None
+
+
+def newest_planned_batch(spark: Path) -> int | None:
+    """The newest batch in the query's offsets log (offsets/N, written before batch N runs); None when none."""
+    offsets = spark / "offsets"
+    batches = [int(p.name) for p in offsets.iterdir() if p.name.isdigit()] if offsets.is_dir() else []
+    return max(batches, default=None)
+
+
+def bind_query(config: PipelineConfig, query_id: str) -> None:
+    """Once the query has started: the database's output is this Spark query's (`query.id`, the id in the
+    checkpoint's metadata). Recorded only where the database is bound to this checkpoint (preflight binds it)."""
+    directory = Path(config.job.checkpoint_dir)
+    marker = directory / IDENTITY_FILE
+    if not marker.exists():
+        return
+    found = _read_identity(directory, marker)
+    with MongoClient(config.mongo.uri, document_class=dict,
+                     serverSelectionTimeoutMS=TIMEOUT_SECONDS * 1000) as client:
+        client[config.mongo.database][PIPELINE_COLLECTION].update_one(
+            {"_id": IDENTITY_DOCUMENT, "checkpoint_id": found.get("checkpoint_id")},
+            {"$set": {"query_id": query_id}})
+
+
+def dry_run_checkpoint(config: PipelineConfig) -> Path:
+    """A dry run's own checkpoint, beside the real one (`<checkpoint_dir>-dry-run`): a dry run stores nothing, so
+    the real checkpoint must never move past records the database did not get. It holds only the dry-run query's
+    folder, which every dry run starts afresh; anything else there is refused rather than deleted."""
+    real = Path(config.job.checkpoint_dir).resolve()
+    directory = Path(f"{real}-dry-run")
+    if directory.exists() and (not directory.is_dir()
+                               or any(p.name != DRY_RUN_QUERY for p in directory.iterdir())):
+        raise ConfigError(f"{directory} is where a dry run keeps its own checkpoint, but it holds something else: "
+                          "move it, or use another --checkpoint-dir")
+    return directory
 
 
 def _has_output(db: Database) -> bool:

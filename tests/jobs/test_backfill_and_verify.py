@@ -16,7 +16,7 @@ from processes import run as run_process
 pytestmark = pytest.mark.integration
 # bookkeeping that names the micro-batch or the moment of writing, which differ between two runs by design
 LIVE_MANIFEST: list = []
-VOLATILE = {"updated_at", "processed_at", "batch_id", "batch_time"}
+VOLATILE = {"updated_at", "processed_at", "batch_id", "batch_time", "latest_batch_time"}
 
 
 def run(spark, kafka_broker, topic, mongo_server, database, checkpoint, **kafka):

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conf import load_config
-from interactions import QUERY
+from interactions import DRY_RUN_QUERY, QUERY
 from interactions.pipeline import RunMode, start_queries
 from ops.verify import compare, read_topic, recompute_for
 
@@ -92,7 +92,7 @@ def test_a_dry_run_computes_every_document_and_stores_none(
         pipeline.stop()
 
     expected = recompute_for(load_config(env={}), read_topic(kafka_broker.bootstrap_servers, kafka_topic))
-    batches = list(mongo_db.batches.find({"query": QUERY, "changed_documents": {"$exists": True}}))
+    batches = list(mongo_db.batches.find({"query": DRY_RUN_QUERY, "changed_documents": {"$exists": True}}))
     assert len(batches) == 1 and batches[0]["dry_run"]
     built = batches[0]["documents"]
     for name in ("user_stats", "item_stats", "minute_counts", "hourly_counts"):
@@ -101,6 +101,24 @@ def test_a_dry_run_computes_every_document_and_stores_none(
     for name in ("user_stats", "item_stats", "minute_counts", "hourly_counts", "top_users", "dead_letters"):
         assert mongo_db[name].count_documents({}) == 0, name
     assert mongo_db.totals.find_one({"_id": "all"})["events"] == 0
+
+
+def test_a_dry_run_leaves_every_record_to_the_real_run(
+        spark_session, kafka_broker, kafka_topic, mongo_server, mongo_db, tmp_path):
+    generate(kafka_broker, kafka_topic, "--count", "1500", "--seed", "33", "--users", "120", "--items", "30")
+    config = job_config(kafka_broker, kafka_topic, mongo_server, mongo_db.name, tmp_path / "checkpoint")
+    dry = start_queries(spark_session, config, RunMode(available_now=True, dry_run=True))
+    try:
+        dry.await_termination()
+    finally:
+        dry.stop()
+    assert mongo_db.batches.count_documents({"query": DRY_RUN_QUERY}) > 0
+    assert not (tmp_path / "checkpoint").exists()  # the real checkpoint: untouched
+
+    run_job_until_caught_up(spark_session, config)  # the same configuration, not dry
+    assert_matches_recomputation(kafka_broker, kafka_topic, mongo_db)
+    real = list(mongo_db.batches.find({"query": QUERY, "changed_documents": {"$exists": True}}))
+    assert real and not any(batch["dry_run"] for batch in real)
 
 
 def test_totals_kept_from_batch_to_batch_equal_a_recount(

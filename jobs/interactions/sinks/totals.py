@@ -5,8 +5,11 @@ Exactly once: the document records the id of the last batch applied to it, and a
 compare-and-set on that id. The global figures are absolute values from state; the user and item counts grow by the
 keys a batch *created* (those whose first batch is this one: Spark's batch timestamp, the same on a replay), never
 by what a write happened to insert, so a retried task or a half-written batch cannot skew them. Where the carried
-values cannot be trusted (no earlier batch, or a batch timestamp not after the last one because the clock stepped
-back) they are recounted from the collections, after this batch's documents are written.
+values cannot be trusted (no earlier batch, or a batch timestamp not after the latest one applied, kept in
+`latest_batch_time`, because the clock stepped back) they are recounted from the collections, after this batch's
+documents are written. Not only the first batch after a step back: a key first seen within the step before it gets
+an earlier first batch time (the earliest it was seen in) from whichever later batch sees it again, and would count
+as new again, until the clock passes the latest batch time.
 """
 from __future__ import annotations
 
@@ -51,14 +54,15 @@ def next_totals(previous: dict[str, Any], summary: Summary, counts: Callable[[],
                 extremes: Callable[[], tuple[int, tuple[int, str] | None]]) -> dict[str, Any]:
     """The totals after this batch, from the previous ones and the batch's absolute values. `counts()` reads
     (users, items) from the collections, `extremes()` (most interactions on an item, (fewest, that item))."""
-    last_time = previous.get("batch_time")
-    trusted = previous.get("batch_id", NO_BATCH) != NO_BATCH and last_time is not None \
-        and summary.batch_time is not None and as_utc(summary.batch_time) > as_utc(last_time)
+    # the latest batch time applied so far (a document from before this field: its last batch's time)
+    latest = _latest(previous.get("latest_batch_time"), previous.get("batch_time"))
+    trusted = previous.get("batch_id", NO_BATCH) != NO_BATCH and latest is not None \
+        and summary.batch_time is not None and as_utc(summary.batch_time) > latest
     if trusted:
         users, items = previous["users"] + summary.new_users, previous["items"] + summary.new_items
     else:
-        log.info("totals: recounting users and items (%s)", "first batch" if last_time is None
-                 else "the batch clock did not advance")
+        log.info("totals: recounting users and items (%s)", "first batch" if latest is None
+                 else "the batch clock is not past the latest batch time")
         users, items = counts()
     least_changed = previous.get("min_item_id") in {key for key, _ in summary.items}
     if trusted and not least_changed:  # every item count only grows: the extremes follow from the changed ones
@@ -77,7 +81,12 @@ def next_totals(previous: dict[str, Any], summary: Summary, counts: Callable[[],
             "min_item_interactions": least[0] if least else 0, "min_item_id": least[1] if least else None,
             "avg_interactions_per_user": summary.events / users if users else 0.0,
             "newest_event_time": summary.newest_event_time, "batch_time": summary.batch_time,
+            "latest_batch_time": _latest(latest, summary.batch_time),
             "updated_at": dt.datetime.now(dt.UTC)}
+
+
+def _latest(*times: dt.datetime | None) -> dt.datetime | None:
+    return max((as_utc(when) for when in times if when is not None), default=None)
 
 
 def _counts(db: Database) -> tuple[int, int]:
