@@ -167,6 +167,7 @@ class RetentionConfig:
     batches: str
     dead_letters: str
     late_events: str
+    alerts: str  # resolved alerts, from resolved_at; firing alerts never expire
 
     def validate(self) -> None:
         for f in fields(self):
@@ -306,6 +307,7 @@ def _coerce(value: Any, type_name: Any, where: str) -> Any:
     raise ConfigError(f"{where} must be {kind.__name__ if kind else type_name}, got {value!r}")
 
 
+MAX_DURATION_S = 2**31 - 1  # the longest TTL MongoDB accepts (expireAfterSeconds is a 32-bit int)
 _UNITS = {"ms": 0.001, "millisecond": 0.001, "s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60,
           "h": 3600, "hour": 3600, "d": 86400, "day": 86400}
 
@@ -322,8 +324,11 @@ def parse_duration_seconds(text: str, where: str = "duration") -> float:
                 value = float(number)
             except ValueError:
                 value = -1
-            if value >= 0:
-                return value * _UNITS[unit]
+            if value >= 0:  # not NaN
+                seconds = value * _UNITS[unit]
+                if seconds > MAX_DURATION_S:  # infinity too
+                    raise ConfigError(f"{where} must be at most {MAX_DURATION_S} seconds (68 years), got {text!r}")
+                return seconds
     raise ConfigError(f"{where} must look like '2 minutes' or '500 ms', got {text!r}")
 
 

@@ -12,12 +12,14 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from conf import ConfigError, PipelineConfig, load_config
 from interactions import QUERY
 
 UTC = dt.UTC
-
+MAX_WATCH_S = 86400  # --watch at most a day
+RECENT_BATCHES = 10  # batches read to find the newest one Spark has reported
 
 
 def checkpoint_offsets(checkpoint_dir: str, query: str) -> dict[str, dict[str, int]]:
@@ -55,6 +57,23 @@ def kafka_lag(config: PipelineConfig, timeout: float = 5.0) -> dict[int, int] | 
         consumer.close()
 
 
+def last_batch(db: Any) -> dict[str, Any] | None:
+    """The newest batch Spark has reported (it has input_rows), walking `batches` newest first along the index on
+    processed_at (its retention index): the collection holds a week of batches, one a second, and this runs on every
+    --watch tick. The newest document may be the batch in progress, written by the sink before Spark reports it."""
+    for batch in db.batches.find({}, sort=[("processed_at", -1)], limit=RECENT_BATCHES):
+        if batch.get("query") == QUERY and "input_rows" in batch:
+            return batch
+    return None
+
+
+def dropped_by_watermark(db: Any, since: dt.datetime) -> int:
+    """Records the job dropped behind the watermark in batches processed since `since` (the retention index on
+    processed_at serves the range)."""
+    batches = db.batches.find({"processed_at": {"$gte": since}}, {"dropped_by_watermark": 1})
+    return sum(int(b.get("dropped_by_watermark") or 0) for b in batches)
+
+
 def render(config: PipelineConfig) -> list[str]:
     from pymongo import MongoClient
     from pymongo.errors import PyMongoError
@@ -72,7 +91,7 @@ def render(config: PipelineConfig) -> list[str]:
             db = client[config.mongo.database]
             totals = db.totals.find_one({"_id": "all"}) or {}
             lines.append(f"mongo   {config.mongo.uri.split('@')[-1]} up; database {config.mongo.database}")
-            last = db.batches.find_one({"query": QUERY, "input_rows": {"$exists": True}}, sort=[("batch_id", -1)])
+            last = last_batch(db)
             if last:
                 age = (now - last["processed_at"]).total_seconds() if last.get("processed_at") else float("nan")
                 lines.append(f"query   {QUERY} batch {last['batch_id']:>6}  {age:6.0f} s ago  "
@@ -88,6 +107,11 @@ def render(config: PipelineConfig) -> list[str]:
             lines.append(f"bad     dead letters {totals.get('dead_letters', 0)} ({recent_letters} last hour)  "
                          f"late {totals.get('late_events', 0)} ({recent_late} last hour)  "
                          f"duplicates {totals.get('duplicates', 0)}")
+            dropped = dropped_by_watermark(db, hour_ago)
+            if dropped:
+                lines.append(f"DROPPED {dropped} records in the last hour reached the job more than "
+                             "job.duplicate_window behind the newest broker time and were not counted "
+                             "(batches.dropped_by_watermark)")
     except PyMongoError as exc:
         lines.append(f"mongo   {config.mongo.uri.split('@')[-1]}: unreachable ({str(exc).split(',')[0]})")
     return lines
@@ -100,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint-dir", help="the job's checkpoint directory (default from conf)")
     parser.add_argument("--watch", type=float, metavar="S", help="refresh every S seconds until Ctrl-C")
     args = parser.parse_args(argv)
+    if args.watch is not None and not 0 <= args.watch <= MAX_WATCH_S:  # NaN too
+        print(f"status: --watch must be a number of seconds from 0 to {MAX_WATCH_S:g}, got {args.watch:g}",
+              file=sys.stderr)
+        return 2
     try:
         config = load_config(args.config, overrides={"mongo": {"database": args.database},
                                                      "job": {"checkpoint_dir": args.checkpoint_dir}})

@@ -2,7 +2,8 @@
 
 A service is identified by its data directory: the pid file there says whether it runs, so `start` is idempotent
 across processes (the CLI, a test session, a benchmark) and many instances can run side by side on different ports
-and directories. Readiness is a real request to the service with a deadline, never a fixed sleep.
+and directories. Readiness is a real request to the service with a deadline, never a fixed sleep. Each start appends
+to the service's log, after moving it to `<name>.log.1` once it has grown past LOG_MAX_BYTES (three generations).
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 POLL_INTERVAL_S = 0.1
+LOG_MAX_BYTES = 20 * 1024 * 1024  # a log past this size at a start is moved aside
+LOG_GENERATIONS = 3  # <name>.log.1 (newest) ... <name>.log.3 kept
 
 # Lines of a log that explain a failure better than the last line does (a Java stack trace ends with "at ..." lines).
 _RELEVANT = re.compile(r"\b(ERROR|FATAL|CRITICAL|Exception|Error|error:|Traceback|Address already in use)")
@@ -34,6 +37,7 @@ class Service(ABC):
     """One detached server process owned through `<data_dir>/<name>.pid`."""
 
     name: str = "service"
+    log_max_bytes: int = LOG_MAX_BYTES
 
     def __init__(self, data_dir: str | os.PathLike[str], host: str, port: int) -> None:
         self.data_dir = Path(data_dir).resolve()
@@ -106,6 +110,7 @@ class Service(ABC):
             _require_free_port(self.host, port, self.name)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.prepare()
+        rotate_log(self.log_file, self.log_max_bytes)
         began = time.monotonic()
         with open(self.log_file, "ab") as log:
             log.write(f"\n--- {self.name} starting at {time.strftime('%Y-%m-%d %H:%M:%S')} ---\n".encode())
@@ -203,6 +208,24 @@ class Service(ABC):
         else:
             chosen = lines[relevant[-1]] if relevant else (lines[-1] if lines else "(empty log)")
         return chosen if len(chosen) <= 400 else chosen[:397] + "..."
+
+
+def rotate_log(path: str | os.PathLike[str], max_bytes: int = LOG_MAX_BYTES,
+               generations: int = LOG_GENERATIONS) -> bool:
+    """Before a process starts appending to `path`: if it has grown past `max_bytes`, move it to `<path>.1` (and
+    `.1` to `.2` ..., dropping the oldest beyond `generations`), so logs stay bounded across restarts. True if moved."""
+    log = Path(path)
+    try:
+        if log.stat().st_size <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    for generation in range(generations - 1, 0, -1):  # the oldest is overwritten
+        older = log.with_name(f"{log.name}.{generation}")
+        if older.exists():
+            older.replace(log.with_name(f"{log.name}.{generation + 1}"))
+    log.replace(log.with_name(f"{log.name}.1"))
+    return True
 
 
 def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:

@@ -48,7 +48,7 @@ class ProgressRecorder(StreamingQueryListener):
                 figures = self.metrics.record(figures)
             if self.alerts is not None and figures["dead_letters"] is not None:
                 self.alerts.on_records_batch(figures["batch_id"], figures["recorded_at"], figures["input_rows"],
-                                             figures["dead_letters"])
+                                             figures["dead_letters"], figures["dropped_by_watermark"] or 0)
             log.info("%s batch %s: %s", name, progress.get("batchId"), describe(figures))
         except Exception as exc:  # noqa: BLE001 (health figures must never stop the stream)
             log.warning("no health figures for %s batch %s: %s", name, progress.get("batchId"), exc)

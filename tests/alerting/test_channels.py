@@ -100,3 +100,21 @@ def test_a_dead_channel_never_blocks_the_caller_and_a_full_queue_drops(caplog):
         assert failed and all(o[3] == 3 for o in failed)  # tried three times, then given up
         assert [o for o in outcomes if o[2] == DROPPED]  # the queue held two: the rest were dropped at once
     assert any("giving up" in r.getMessage() for r in caplog.records)
+
+
+def test_a_user_id_with_line_breaks_still_gets_its_mail_with_clean_headers(smtp_receiver):
+    user = "bot\r\nBcc: everyone@test\x00\u2028x"  # user ids are free text from producers
+    bot = Notification("bot|2026-01-01T10:01:00Z", "firing", {
+        **PAYLOAD, "alert_id": "bot|2026-01-01T10:01:00Z", "rule": "bot", "metric": "max_user_events_per_minute",
+        "subject": user})
+    results = Results()
+    notifier = Notifier([EmailChannel("127.0.0.1", smtp_receiver.port, sender="job@test\n",
+                                      recipients=["ops@test"])], attempts=1, on_result=results)
+    notifier.send(bot)
+    wait_until(lambda: results.of("email"), 20, "the mail's delivery outcome")
+    notifier.close()
+    assert results.of("email") == [("bot|2026-01-01T10:01:00Z", "email", SENT, 1, None)]
+    mail = smtp_receiver.messages()[0]
+    assert mail["Subject"] == "[FIRING] bot: max_user_events_per_minute 150 (bot Bcc: everyone@test x) > 100 " \
+                              "in the window from 2026-01-01T10:01:00Z"
+    assert mail["Bcc"] is None and mail["From"] == "job@test" and smtp_receiver.recipients == [["ops@test"]]

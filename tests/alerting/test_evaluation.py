@@ -126,9 +126,31 @@ def test_the_dead_letter_ratio_counts_a_batch_reported_twice_once():
     assert kinds(fired) == [(FIRING, "10:01")] and fired[0].value == 210 / 2000
 
 
+def test_records_dropped_behind_the_watermark_fire_at_once_and_resolve_once_none_are():
+    ev = evaluator(metric="dropped_by_watermark_per_minute", threshold=0, cooldown="1 minute")
+    assert ev.observe_records_batch(0, at(0.5), 1000, 0, 0) == []
+    fired = ev.observe_records_batch(1, at(1.2), 1000, 0, 3)
+    assert kinds(fired) == [(FIRING, "10:01")] and fired[0].value == 3
+    assert changes(ev.observe_records_batch(1, at(1.2), 1000, 0, 3)) == []  # the same batch reported again
+    ev.observe_records_batch(2, at(2.5), 1000, 0, 0)
+    assert changes(ev.observe_records_batch(3, at(3.5), 1000, 0, 0)) == [(RESOLVED, "10:02")]
+
+
 def test_an_alert_restored_after_a_restart_continues_and_is_not_cleared_by_a_partial_window():
     ev = evaluator(metric="events_per_minute", threshold=100, cooldown="1 minute")
     ev.restore("r", "r|2026-01-01T09:58:00Z", at(-2), at(-1))
     assert kinds(minutes(ev, m0=(10, 0), m1=(150, 0))) == [(ONGOING, "10:01")]  # 10:00 partial: no resolve
     resolved = minutes(ev, m2=(10, 0), m3=(10, 0))
     assert changes(resolved) == [(RESOLVED, "10:02")] and resolved[-1].alert_id == "r|2026-01-01T09:58:00Z"
+
+
+def test_an_undone_evaluation_emits_the_same_alert_again_even_from_the_first_window_seen():
+    ev = evaluator(metric="events_per_minute", threshold=100)
+    fired = minutes(ev, m0=(140, 0))
+    ev.undo()  # the store refused the alert: it does not count
+    assert ev.firing() == {"r": False}
+    again = minutes(ev, m1=(10, 0))  # the next batch has only a later minute: the first one is judged, complete
+    assert kinds(again) == [(FIRING, "10:00")] and again[0].alert_id == fired[0].alert_id
+    assert ev.firing() == {"r": True}
+    ev.undo()
+    assert kinds(minutes(ev, m1=(10, 0))) == [(FIRING, "10:00")]  # every time, until stored

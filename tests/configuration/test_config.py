@@ -66,3 +66,25 @@ def test_a_file_that_is_not_toml_is_rejected(tmp_path):
 def test_a_missing_file_is_rejected(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.toml", env={})
+
+
+@pytest.mark.parametrize("env, key", [
+    ({"PIPELINE_JOB_WATERMARK_DELAY": "inf s"}, "job.watermark_delay"),
+    ({"PIPELINE_JOB_TRIGGER_INTERVAL": "Infinity seconds"}, "job.trigger_interval"),
+    ({"PIPELINE_RETENTION_BATCHES": "1e308 days"}, "retention.batches"),  # finite, but infinite in seconds
+    ({"PIPELINE_RETENTION_ALERTS": "25000 days"}, "retention.alerts"),  # beyond MongoDB's longest TTL
+    ({"PIPELINE_HEALTH_METRICS_RETENTION": "1e10 s"}, "health.metrics_retention"),
+    ({"PIPELINE_MONGO_UNAVAILABLE_PATIENCE": "nan s"}, "mongo.unavailable_patience"),
+])
+def test_a_duration_that_is_not_finite_or_absurdly_long_is_one_line_naming_the_key(env, key):
+    with pytest.raises(ConfigError) as error:
+        load_config(env=env)
+    message = str(error.value)
+    assert message.startswith(f"{key} must ") and "\n" not in message
+
+
+def test_resolved_alerts_have_a_retention_like_the_other_collections():
+    assert load_config(env={}).retention.alerts == "90 days"
+    assert load_config(env={"PIPELINE_RETENTION_ALERTS": ""}).retention.alerts == ""  # kept for ever
+    with pytest.raises(ConfigError, match=r"^retention\.alerts must be at least 1 second"):
+        load_config(env={"PIPELINE_RETENTION_ALERTS": "0 s"})

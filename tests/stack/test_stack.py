@@ -172,6 +172,31 @@ def test_a_server_dying_during_startup_names_its_log_and_last_error(tmp_path: Pa
     assert not service.pid_file.exists()
 
 
+class SmallLog(ExitsAtOnce):
+    log_max_bytes = 1000
+
+
+def test_a_log_grown_past_its_size_is_moved_aside_at_a_start_and_three_generations_are_kept(tmp_path: Path) -> None:
+    service = SmallLog(tmp_path, "127.0.0.1", free_ports(1)[0])
+    service.log_file.write_text("a small log from before\n")
+    with pytest.raises(StackError):
+        service.start(timeout=30)
+    assert service.log_file.read_text().startswith("a small log from before\n")  # appended to, not moved
+    assert not service.log_file.with_name("failing.log.1").exists()
+
+    for start in range(5):
+        with service.log_file.open("a") as log:
+            log.write(f"run {start}\n" + "x" * 1000 + "\n")  # past the size
+        with pytest.raises(StackError):
+            service.start(timeout=30)
+
+    assert "ERROR storage is locked" in service.log_file.read_text()
+    assert "run " not in service.log_file.read_text()  # only the last start's output
+    kept = {path.name: path.read_text() for path in tmp_path.glob("failing.log.*")}
+    assert sorted(kept) == ["failing.log.1", "failing.log.2", "failing.log.3"]
+    assert "run 4" in kept["failing.log.1"] and "run 3" in kept["failing.log.2"] and "run 2" in kept["failing.log.3"]
+
+
 @pytest.mark.integration
 def test_a_broker_refusing_its_storage_quotes_the_broker_log(tmp_path: Path) -> None:
     port, controller_port = free_ports(2)

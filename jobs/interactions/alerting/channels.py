@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import smtplib
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Protocol
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 60.0
 SENT, FAILED, DROPPED = "sent", "failed", "dropped"
+_UNSAFE_IN_HEADER = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # control characters, line separators
 
 
 @dataclass(frozen=True)
@@ -84,10 +86,10 @@ class EmailChannel:
 
     def deliver(self, notification: Notification) -> None:
         message = EmailMessage()
-        message["Subject"] = notification.headline()
-        message["From"] = self.sender
-        message["To"] = ", ".join(self.recipients)
-        message["X-Alert-Id"] = notification.alert_id
+        message["Subject"] = header_value(notification.headline())
+        message["From"] = header_value(self.sender)
+        message["To"] = header_value(", ".join(self.recipients))
+        message["X-Alert-Id"] = header_value(notification.alert_id)
         lines = [notification.headline(), ""] + [f"{k}: {v}" for k, v in sorted(notification.payload.items())]
         message.set_content("\n".join(lines) + "\n")
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
@@ -96,6 +98,12 @@ class EmailChannel:
             if self.username:
                 smtp.login(self.username, self.password)
             smtp.send_message(message)
+
+
+def header_value(text: str) -> str:
+    """`text` without control characters or line breaks (each run becomes one space): the subject quotes a user id,
+    free text from producers, and a header value with a line feed makes the whole message fail."""
+    return _UNSAFE_IN_HEADER.sub(" ", text).strip()
 
 
 ResultCallback = Callable[[Notification, str, str, int, "str | None"], None]
@@ -116,9 +124,11 @@ class Notifier:
     def channel_names(self) -> list[str]:
         return [w.channel.name for w in self._workers]
 
-    def send(self, notification: Notification) -> None:
+    def send(self, notification: Notification, channels: Collection[str] | None = None) -> None:
+        """To every channel, or to those named."""
         for worker in self._workers:
-            worker.submit(notification)
+            if channels is None or worker.channel.name in channels:
+                worker.submit(notification)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Deliver what is queued (retries included) for at most timeout_s, then give up on the rest."""

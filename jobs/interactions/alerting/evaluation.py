@@ -15,12 +15,14 @@ the windows the batch changed (Spark's update mode), so merging a replayed batch
 * **Cooldown**: a firing alert resolves only after the condition has been clear for `cooldown` of window time
   (from the start of its last breaching window to the start of the clear window being judged). A breach before
   that continues the same alert: a flapping metric gives one firing and one resolved notification, not a storm.
+* **Undo**: the caller stores each transition before it counts; when that fails, `undo` takes back what the
+  evaluation did to the rules (the figures stay), so the next evaluation emits those transitions again.
 """
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from contract.times import as_utc, floor
@@ -80,6 +82,8 @@ class Evaluator:
         self._series = {MINUTES: _Series(MINUTE), USERS: _Series(user_step), RECORDS: _Series(MINUTE)}
         self._states = {rule.name: _RuleState() for rule in rules.rules}
         self._record_batches: dict[int, dt.datetime] = {}
+        self._windows = {rule.name: rule.window for rule in rules.rules}
+        self._before: dict[str, tuple[dt.datetime | None, _Firing | None]] = {}  # rule states before the last call
 
     # -- figures in ----------------------------------------------------------------------------------------------
 
@@ -87,6 +91,7 @@ class Evaluator:
                         now: dt.datetime) -> list[Transition]:
         """Rows of minute_counts as the aggregates query just emitted them: (minute start, interaction type,
         platform, events, revenue), absolute values."""
+        self._remember()
         series = self._series[MINUTES]
         touched = set()
         for start, interaction_type, platform, events, revenue in rows:
@@ -100,6 +105,7 @@ class Evaluator:
                               now: dt.datetime) -> list[Transition]:
         """Per window of the per-user query: (window start, busiest user in this batch's changes, its count).
         Counts only grow within a window, so the window's busiest user is the larger of what was known and this."""
+        self._remember()
         series = self._series[USERS]
         touched = set()
         for start, user, interactions in rows:
@@ -112,13 +118,14 @@ class Evaluator:
         return self._observe(USERS, touched, now)
 
     def observe_records_batch(self, batch_id: int, processed_at: dt.datetime, records: int,
-                              dead_letters: int) -> list[Transition]:
-        """One batch of the query that reads every Kafka record: how many it read and how many were dead letters.
-        Keyed by batch id, so a batch reported twice counts once."""
+                              dead_letters: int, dropped: int = 0) -> list[Transition]:
+        """One batch of the query that reads every Kafka record: how many it read, how many were dead letters and
+        how many were dropped behind the watermark. Keyed by batch id, so a batch reported twice counts once."""
+        self._remember()
         series = self._series[RECORDS]
         minute = self._record_batches.get(batch_id) or floor(processed_at, MINUTE)
         self._record_batches[batch_id] = minute
-        series.values.setdefault(minute, {})[batch_id] = (int(records), int(dead_letters))
+        series.values.setdefault(minute, {})[batch_id] = (int(records), int(dead_letters), int(dropped))
         return self._observe(RECORDS, {minute}, max(processed_at, minute))
 
     def restore(self, rule_name: str, alert_id: str, first_seen: dt.datetime, last_seen: dt.datetime) -> None:
@@ -129,7 +136,25 @@ class Evaluator:
     def firing(self) -> dict[str, bool]:
         return {name: state.firing is not None for name, state in self._states.items()}
 
+    def undo(self) -> None:
+        """Take back what the last observe_* call did to the rules' alerts (its transitions could not be stored):
+        each rule's alert and judged windows return to where they were; the figures stay. They are absolute values,
+        so the next call emits the same transitions again, and the store applies each one idempotently."""
+        for name, (cursor, firing) in self._before.items():
+            state = self._states[name]
+            state.firing = firing
+            if cursor is not None:
+                state.cursor = cursor
+            elif state.partial is not None:  # the rule's first evaluation: it still starts at the same window
+                state.cursor = state.partial - self._windows[name]
+        self._before = {}
+
     # -- evaluation ----------------------------------------------------------------------------------------------
+
+    def _remember(self) -> None:
+        """The rules' states as this observe_* call finds them, for `undo`."""
+        self._before = {name: (state.cursor, replace(state.firing) if state.firing else None)
+                        for name, state in self._states.items()}
 
     def _observe(self, source: str, touched: set[dt.datetime], now: dt.datetime) -> list[Transition]:
         series = self._series[source]
@@ -208,8 +233,10 @@ class Evaluator:
         steps = [start + i * series.step for i in range(int(rule.window / series.step))]
         cells = [series.values.get(s) or {} for s in steps]
         if rule.source == RECORDS:
-            records = sum(r for cell in cells for r, _ in cell.values())
-            dead = sum(d for cell in cells for _, d in cell.values())
+            if rule.metric == "dropped_by_watermark_per_minute":
+                return sum(n for cell in cells for _, _, n in cell.values()) / minutes, None
+            records = sum(r for cell in cells for r, _, _ in cell.values())
+            dead = sum(d for cell in cells for _, d, _ in cell.values())
             return (dead / records if records else None), None
         if rule.metric == "events_per_minute":
             total = sum(e for cell in cells for e, _ in cell.values())

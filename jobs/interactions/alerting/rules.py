@@ -34,6 +34,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
            "interactions per minute of the busiest single user (bot suspicion)"),
     Metric("dead_letter_ratio", RECORDS, False,
            "dead letters / records read from Kafka, per minute of processing time (0..1; '5%' also accepted)"),
+    Metric("dropped_by_watermark_per_minute", RECORDS, True,
+           "records dropped behind the watermark (reached the job more than job.duplicate_window behind the newest "
+           "broker time seen), per minute of processing time: records no aggregate counts"),
 )}
 
 COMPARISONS: dict[str, Callable[[float, float], bool]] = {
