@@ -53,7 +53,18 @@ from typing import Any
 import orjson
 import polars as pl
 
-from contract.events import INTERACTION_TYPES, ITEM_INTERACTIONS, PLATFORMS
+from contract.events import (
+    EARLIEST_TIME,
+    INTERACTION_TYPES,
+    ITEM_INTERACTIONS,
+    LATEST_TIME,
+    MAX_ID_LENGTH,
+    MAX_NESTING,
+    MAX_PAYLOAD_BYTES,
+    MAX_PRICE,
+    MAX_QUANTITY,
+    PLATFORMS,
+)
 from contract.validation import event_time as parse_event_time
 from contract.validation import invalid_reason, payload_text
 
@@ -66,7 +77,8 @@ MINUTE_US = 60_000_000
 PROGRESS_ID = "peer"
 DEDUP_SLACK_S = 600.0
 KAFKA_TIMEOUT_S = 30.0
-LONG_END = 2 ** 63  # quantity is a signed 64-bit integer
+_EARLIEST_MS, _LATEST_MS = ((t - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
+                            for t in (EARLIEST_TIME, LATEST_TIME))
 
 
 @dataclasses.dataclass
@@ -128,7 +140,9 @@ class Classifier:
 
     def fast_event(self, value: bytes | None, ts_ms: int) -> tuple[dict, int] | None:
         """(event, event time µs) when the record is valid by the fast check, else None."""
-        if value is None:
+        if value is None or len(value) > MAX_PAYLOAD_BYTES or value.count(b"[") + value.count(b"{") > MAX_NESTING:
+            return None  # the bounds checked before parsing: the reference decides
+        if not _EARLIEST_MS <= ts_ms < _LATEST_MS:
             return None
         try:
             event = orjson.loads(value)
@@ -148,16 +162,19 @@ class Classifier:
         if country is not None and type(country) is not str:
             return None
         if price is not None and (type(price) is not float and type(price) is not int or price < 0
-                                  or price - price != 0):  # not finite
+                                  or price - price != 0 or price > MAX_PRICE):  # not finite, or past the bound
             return None
-        if quantity is not None and (type(quantity) is not int or quantity < 1 or quantity >= LONG_END):
+        if quantity is not None and (type(quantity) is not int or quantity < 1 or quantity > MAX_QUANTITY):
+            return None
+        if (len(event_id) > MAX_ID_LENGTH or len(user_id) > MAX_ID_LENGTH or len(session_id) > MAX_ID_LENGTH
+                or (item_id is not None and len(item_id) > MAX_ID_LENGTH)):
             return None
         if kind not in _TYPES or platform not in _PLATFORMS or not event_id.strip() or not user_id.strip():
             return None
         if item_id is None and kind in ITEM_INTERACTIONS:
             return None
         t_us = self.event_time_us(when)
-        if t_us is None or t_us > ts_ms * 1000 + self.skew_us:
+        if t_us is None or t_us > ts_ms * 1000 + self.skew_us or not _EARLIEST_MS * 1000 <= t_us < _LATEST_MS * 1000:
             return None
         return event, t_us
 
@@ -167,7 +184,11 @@ class Classifier:
         if fast is not None:
             return fast[0], fast[1], None
         raw = text_of(value)
-        reason = invalid_reason(raw, dt.datetime.fromtimestamp(ts_ms / 1000, UTC), self.skew)
+        try:
+            received: dt.datetime | None = EPOCH + dt.timedelta(milliseconds=ts_ms)
+        except OverflowError:
+            received = None
+        reason = invalid_reason(raw, received, self.skew, size=None if value is None else len(value))
         if reason is not None:
             return None, 0, reason
         import json  # valid for the reference reader but not for orjson: take its reading, like the oracle

@@ -14,8 +14,8 @@ event_time is ISO-8601 in UTC with milliseconds. Revenue of a purchase is price 
 
 Bounds (BOUNDS below), so that any record a producer can send is classified without a crash and every document built
 from it is one MongoDB stores and every BSON reader decodes: a payload's size and nesting, an id's length, price and
-quantity (no event and no sum shown can overflow a double), event and broker times (years 1-9999 in UTC, after the
-offset, with room for the day window that holds them).
+quantity (no event and no sum shown can overflow a double), event and broker times (from the Unix epoch to the end of
+year 9999 in UTC, after the offset, with room for the day window that holds them).
 """
 from __future__ import annotations
 
@@ -45,9 +45,11 @@ MAX_ID_LENGTH = 128            # characters of event_id, user_id, item_id, sessi
 ID_FIELDS: tuple[str, ...] = ("event_id", "user_id", "item_id", "session_id")
 MAX_PRICE = 1e9                # a purchase's revenue is at most 1e15; 2^63 of them still sum to a finite double
 MAX_QUANTITY = 1_000_000
-# Event and broker times, in UTC after the offset: from year 1 to the last day of year 9999 (exclusive), so that the
-# day window holding any of them ends within year 9999 and every date written is one a BSON reader decodes.
-EARLIEST_TIME = dt.datetime(1, 1, 1, tzinfo=dt.UTC)
+# Event and broker times, in UTC after the offset: from the Unix epoch to the last day of year 9999 (exclusive), so
+# that the day window holding any of them ends within year 9999 and every date written is one a BSON reader decodes.
+# (Before 1582 Java's calendar and Python's disagree: the JVM's writers store such a date days off, year 1 as year 0,
+# which Python readers refuse. No interaction this pipeline counts happened before 1970.)
+EARLIEST_TIME = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 LATEST_TIME = dt.datetime(9999, 12, 31, tzinfo=dt.UTC)  # exclusive
 SHOWN_VALUE_CHARS = 64         # a reason quotes at most this much of the value it names ("unknown platform ...")
 

@@ -6,7 +6,7 @@ lateness on arbitrary input, and the recomputation (verify) uses this one.
 
 The rules, in order; the first that fails names the reason (bounds from contract.events):
 
-    broker timestamp out of range          the record's broker time is not in years 1-9999 (LATEST_TIME exclusive)
+    broker timestamp out of range          the record's broker time is not in [EARLIEST_TIME, LATEST_TIME): 1970-9999
     not a JSON object                      no payload (a tombstone)
     payload larger than <n> bytes          more than MAX_PAYLOAD_BYTES (checked before it is parsed)
     JSON nested deeper than <n> levels     more than MAX_NESTING levels of [ and { outside strings (checked before
@@ -22,7 +22,7 @@ The rules, in order; the first that fails names the reason (bounds from contract
     unknown platform <p>                   not one of contract.events.PLATFORMS
     missing item_id for an item interaction
     unparseable event_time <t>             not YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM), or not a real time
-    event_time out of range                in UTC, after the offset, not in years 1-9999 (LATEST_TIME exclusive)
+    event_time out of range                in UTC, after the offset, not in [EARLIEST_TIME, LATEST_TIME): 1970-9999
     event_time too far in the future       more than the allowed skew after the record's broker timestamp
     negative price / price above <n>       price < 0, or > MAX_PRICE
     quantity below 1 / quantity above <n>  quantity < 1, or > MAX_QUANTITY

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema
 
 from interactions import aggregates, facets, parsing
@@ -38,15 +39,31 @@ def classified(kafka: DataFrame, settings: Settings) -> DataFrame:
                                  settings.archive), schema)
 
 
+WATERMARK_TIME = "watermark_time"
+# How far a record's broker time may run ahead of the job's clock and still move the watermark: the two clocks'
+# disagreement on different machines. Less than any duplicate window, so the watermark never passes the job's clock.
+CLOCK_ALLOWANCE_S = 10.0
+
+
+def watermark_time() -> Column:
+    """The broker time the watermark follows: the record's, but never more than CLOCK_ALLOWANCE_S ahead of the
+    micro-batch's own clock (Spark's batch timestamp, kept in the offset log, so a replay computes the same). One
+    record stamped far ahead (a producer's clock on a CreateTime topic, a broker clock that jumped) would otherwise
+    carry the watermark with it, and every later record would fall behind it and be dropped."""
+    return F.least(F.col("kafka_timestamp"),
+                   F.current_timestamp() + F.make_dt_interval(secs=F.lit(CLOCK_ALLOWANCE_S)))
+
+
 def deduplicated(records: DataFrame, duplicate_window_s: float) -> DataFrame:
     """Drop redelivered events (same event_id) that reach the broker within the duplicate window of the first.
 
-    The watermark runs on broker time (the newest broker timestamp seen, minus the window), the clock lateness is
-    measured on too: Spark forgets an event id once the watermark passes it, and drops a record that reaches the
-    job later than that behind the newest one seen (a partition lagging that far in a backfill; reported in
-    `batches.dropped_by_watermark`). Records that are not events carry unique keys and pass.
+    The watermark runs on broker time (the newest broker timestamp seen, bounded by watermark_time, minus the
+    window), the clock lateness is measured on too: Spark forgets an event id once the watermark passes it, and drops
+    a record that reaches the job later than that behind the newest one seen (a partition lagging that far in a
+    backfill; reported in `batches.dropped_by_watermark`). Records that are not events carry unique keys and pass.
     """
-    return records.withWatermark("kafka_timestamp", f"{int(duplicate_window_s * 1000)} milliseconds") \
+    return records.withColumn(WATERMARK_TIME, watermark_time()) \
+        .withWatermark(WATERMARK_TIME, f"{int(duplicate_window_s * 1000)} milliseconds") \
         .dropDuplicatesWithinWatermark(["dedup_key"])
 
 

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 
 from contract.events import INTERACTION_TYPES
 from interactions.facets import ARCHIVE, DAY, HOUR, ITEM, MINUTE, USER, WINDOWS
-from interactions.parsing import DEAD_LETTER, LATE
+from interactions.parsing import DEAD_LETTER, EARLIEST_US, LATE, LATEST_US
 
 USER_STATS = "user_stats"
 ITEM_STATS = "item_stats"
@@ -64,9 +64,13 @@ def window_counts(totals: DataFrame, facet: str) -> DataFrame:
 
 
 def dead_letters(totals: DataFrame, topic: str, batch_id: int) -> DataFrame:
+    """A broker time outside the contract's range (its own dead-letter reason) is stored as null: a JVM writer would
+    shift it or a BSON reader refuse it."""
+    received = F.col("record.kafka_timestamp")
+    readable = F.unix_micros(received).between(F.lit(EARLIEST_US), F.lit(LATEST_US - 1))
     return _facet(totals, DEAD_LETTER).select(
         _coordinates(topic).alias("_id"), F.lit(topic).alias("topic"), F.col("record.partition").alias("partition"),
-        F.col("record.offset").alias("offset"), F.col("record.kafka_timestamp").alias("kafka_timestamp"),
+        F.col("record.offset").alias("offset"), F.when(readable, received).alias("kafka_timestamp"),
         F.col("record.raw").alias("raw"), F.col("record.reason").alias("reason"), F.lit(batch_id).alias("batch_id"))
 
 

@@ -166,11 +166,13 @@ def _global(records: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
 
 
 def _passing_records(records: pl.DataFrame, key: str | None = None) -> pl.DataFrame:
-    """Records that reach the sink one by one, keyed by their coordinates (or, archived events, their event id)."""
+    """Records that reach the sink one by one, keyed by their coordinates (or, archived events, their event id); they
+    leave the state with the watermark's own reading of their broker time (never far ahead of the job's clock)."""
     coordinates = pl.concat_str([pl.col("partition").cast(pl.Utf8), pl.col("offset").cast(pl.Utf8)], separator=":")
+    clock = "watermark_time" if "watermark_time" in records.columns else "kafka_timestamp"
     return records.with_columns(pl.col("kind").alias("facet"),
                                 (pl.col(key) if key else coordinates).alias("key"),
-                                pl.col("kafka_timestamp").alias("bucket"))
+                                pl.col(clock).alias("bucket"))
 
 
 def conform(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:

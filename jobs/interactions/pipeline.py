@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,10 +14,11 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from conf import PipelineConfig
 from conf.loader import parse_duration_seconds
-from interactions import QUERY, dataflow, health
+from interactions import DRY_RUN_QUERY, QUERY, dataflow, health
 from interactions import documents as docs
 from interactions.alerting.monitor import AlertMonitor
 from interactions.listener import ProgressRecorder
+from interactions.preflight import bind_query, dry_run_checkpoint
 from interactions.sinks import indexes, totals
 from interactions.sinks.batch import BatchWriter, SinkSettings, client
 from interactions.sinks.connector import replace_documents
@@ -30,7 +32,9 @@ log = logging.getLogger(__name__)
 class RunMode:
     """How the query is triggered: continuously every interval, or once over what is available now; and whether
     the sink writes (a dry run computes every aggregate and builds every document but stores only the batches'
-    figures: Spark's own throughput, without the database's)."""
+    figures: Spark's own throughput, without the database's). A dry run is its own query, on its own checkpoint
+    started afresh each time (`checkpoint_location`), with its own `batches` records: it never advances the real
+    checkpoint past records the database did not get."""
 
     available_now: bool = False
     dry_run: bool = False
@@ -84,7 +88,18 @@ def sink_settings(config: PipelineConfig, dry_run: bool = False) -> SinkSettings
         top_n_users=job.top_n_users, top_n_items=job.top_n_items, top_n_users_last_hour=job.top_n_users_last_hour,
         recent_window=dt.timedelta(seconds=parse_duration_seconds(job.recent_window)),
         recent_slide=dt.timedelta(seconds=parse_duration_seconds(job.recent_slide)), archive=job.archive_raw_events,
-        dry_run=dry_run)
+        dry_run=dry_run, query=DRY_RUN_QUERY if dry_run else QUERY)
+
+
+def checkpoint_location(config: PipelineConfig, mode: RunMode) -> str:
+    """Where Spark keeps the query's offsets and state: `<checkpoint_dir>/interactions`; for a dry run a fresh one
+    in the folder beside it (interactions.preflight.dry_run_checkpoint), removed first if an earlier dry run left
+    one, so every dry run reads from the configured starting offsets."""
+    if not mode.dry_run:
+        return os.path.join(config.job.checkpoint_dir, QUERY)
+    location = dry_run_checkpoint(config) / DRY_RUN_QUERY
+    shutil.rmtree(location, ignore_errors=True)
+    return str(location)
 
 
 def retention_seconds(config: PipelineConfig) -> dict[str, float | None]:
@@ -101,14 +116,17 @@ def retention_seconds(config: PipelineConfig) -> dict[str, float | None]:
 
 def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = RunMode(),
                   write: Callable[[DataFrame, str, str, str, int], None] = replace_documents) -> RunningPipeline:
-    """Start the query. `write` stores one collection's documents (the connector; a test injects failures)."""
+    """Start the query. `write` stores one collection's documents (the connector; a test injects failures). Once
+    it has started, the database is bound to Spark's query id (interactions.preflight checks it at the next start)."""
     job, kafka, store = config.job, config.kafka, config.mongo
+    checkpoint = checkpoint_location(config, mode)
     with client(store.uri) as mongo:
         db = mongo[store.database]
         indexes.ensure_indexes(db, retention_seconds(config))
         totals.ensure_totals_document(db)
 
-    monitor = AlertMonitor.from_config(config)  # None when no rules
+    # None when no rules; a dry run notifies nobody (it writes no alerts into the database it does not fill)
+    monitor = None if mode.dry_run else AlertMonitor.from_config(config)
     metrics = health.PipelineHealth(store.uri, store.database,
                                     parse_duration_seconds(config.health.metrics_retention),
                                     config.health.prometheus_port, config.health.prometheus_host).start()
@@ -124,8 +142,15 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
     out = dataflow.interactions(records, dataflow_settings(config, monitor.user_rate_window if monitor else None))
     sink = retrying(BatchWriter(sink_settings(config, mode.dry_run), monitor, write),
                     parse_duration_seconds(store.unavailable_patience))
-    writer = (out.writeStream.queryName(QUERY).outputMode("update")
-              .option("checkpointLocation", os.path.join(job.checkpoint_dir, QUERY)).foreachBatch(sink))
+    writer = (out.writeStream.queryName(DRY_RUN_QUERY if mode.dry_run else QUERY).outputMode("update")
+              .option("checkpointLocation", checkpoint).foreachBatch(sink))
     writer = writer.trigger(availableNow=True) if mode.available_now \
         else writer.trigger(processingTime=job.trigger_interval)
-    return RunningPipeline(spark, writer.start(), listener, closers)
+    running = RunningPipeline(spark, writer.start(), listener, closers)
+    if not mode.dry_run:
+        try:
+            bind_query(config, running.query.id)
+        except BaseException:
+            running.stop()
+            raise
+    return running

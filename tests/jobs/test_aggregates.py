@@ -207,3 +207,42 @@ def _state_rows(query) -> dict[str, int]:
     by_name = {op["operatorName"]: op["numRowsTotal"] for op in operators}
     dedup = sum(v for k, v in by_name.items() if "Dedup" in k or "dedup" in k)
     return {"deduplication": dedup, "aggregation": sum(by_name.values()) - dedup}
+
+
+def test_a_record_stamped_far_ahead_does_not_carry_the_watermark_away(spark_session, tmp_path):
+    """One record whose broker time is a century ahead (a producer's clock on a CreateTime topic) is counted where
+    it belongs, and the records after it, stamped now, are counted too instead of falling behind the watermark."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    settings = dataflow.Settings(topic="t", allowed_lateness_s=120, max_future_skew_s=600, duplicate_window_s=120,
+                                 slot_s=300, user_rate_s=None, archive=False)
+    schema = "value binary, partition int, offset long, timestamp timestamp"
+    stream = spark_session.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(inbox))
+    seen: list[dict] = []
+    query = (dataflow.interactions(stream, settings).writeStream.outputMode("update")
+             .option("checkpointLocation", str(tmp_path / "checkpoint"))
+             .foreachBatch(lambda frame, _: seen.extend(rows_of(frame))).start())
+    now = dt.datetime.now(UTC).replace(microsecond=0) - dt.timedelta(minutes=1)
+
+    def stamped(event_id, when):
+        return {**event(event_id, "zoe", "view", 0), "event_time": when.strftime("%Y-%m-%dT%H:%M:%S.000Z")}
+
+    def deliver(name, payloads, received, first_offset):
+        table = pa.Table.from_batches([kafka_batch(payloads, received, first_offset)])
+        pa.parquet.write_table(table, str(inbox / f"{name}.parquet"))
+        query.processAllAvailable()
+
+    import pyarrow.parquet  # noqa: F401  (pa.parquet)
+    try:
+        future = now.replace(year=2126)
+        deliver("1", [stamped("f1", future)], future, 0)
+        deliver("2", [stamped("n1", now)], now + dt.timedelta(seconds=5), 1)
+        deliver("3", [stamped("n2", now), stamped("n1", now)], now + dt.timedelta(seconds=10), 2)
+        dropped = sum(int(op.get("numRowsDroppedByWatermark") or 0)
+                      for p in query.recentProgress for op in p["stateOperators"])
+    finally:
+        query.stop()
+    [zoe] = [r for r in seen if r["facet"] == "user" and r["key"] == "zoe"][-1:]
+    assert zoe["interactions"] == 3 and dropped == 0   # f1, n1 and n2; the redelivered n1 dropped as a duplicate
+    globals_ = [r for r in seen if r["facet"] == "global"]
+    assert globals_[-1]["valid_records"] - globals_[-1]["interactions"] == 1

@@ -57,13 +57,16 @@ HOSTILE = [
     (event(price=1e9, quantity=10_000_000_000), "quantity above 1000000"),
     (event(price=10 ** 9, quantity=1_000_000), None),
     (event(price=1e9 + 0.5), "price above 1000000000"),
-    # times: UTC after the offset, in years 1-9999 (year 0 is what "0001-01-01T00:30:00+01:00" means)
+    # times: UTC after the offset, from 1970 to the end of 9999 (year 0 is what "0001-01-01T00:30:00+01:00" means)
     (event(event_time="0001-01-01T00:30:00+01:00"), "event_time out of range"),
+    (event(event_time="0001-01-01T00:00:00Z"), "event_time out of range"),
+    (event(event_time="1969-12-31T23:59:59.999Z"), "event_time out of range"),
+    (event(event_time="1970-01-01T00:30:00+01:00"), "event_time out of range"),
     (event(event_time="9999-12-31T23:30:00-01:00"), "event_time out of range"),
     (event(event_time="9999-12-31T00:00:00Z"), "event_time out of range"),
     (event(event_time="0000-06-01T00:00:00Z"), "unparseable event_time 0000-06-01T00:00:00Z"),
     (event(event_time="9999-12-30T23:59:59Z"), "event_time too far in the future"),
-    (event(event_time="0001-01-01T00:00:00Z"), None),  # valid, and late
+    (event(event_time="1970-01-01T00:00:00Z"), None),  # valid, and late
     # a reason quotes at most 64 characters of the value it names
     (event(platform="p" * 100_000), "unknown platform " + "p" * 64 + "\u2026"),
     (event(event_time="x" * 65), "unparseable event_time " + "x" * 64 + "\u2026"),
@@ -84,9 +87,11 @@ def test_a_hostile_record_gets_its_reason_from_the_job_and_the_reference(payload
 @pytest.mark.parametrize("received, reason", [
     (dt.datetime(9999, 12, 31, tzinfo=dt.UTC), "broker timestamp out of range"),
     (dt.datetime(9999, 12, 30, 23, 59, tzinfo=dt.UTC), None),
-    (dt.datetime(1, 1, 1, tzinfo=dt.UTC), None),
+    (dt.datetime(1970, 1, 1, tzinfo=dt.UTC), None),
+    (dt.datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=dt.UTC), "broker timestamp out of range"),  # Kafka's -1
+    (dt.datetime(1, 1, 1, tzinfo=dt.UTC), "broker timestamp out of range"),
 ])
-def test_a_broker_time_beyond_year_9999_is_a_dead_letter(received, reason):
+def test_a_broker_time_outside_the_contract_is_a_dead_letter(received, reason):
     payload = event(event_time=received.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
     assert job_reason(payload, micros(received))[1] == reason
     assert invalid_reason(payload, received, dt.timedelta(minutes=10)) == reason
@@ -100,3 +105,27 @@ def test_a_broker_time_no_datetime_holds_is_a_dead_letter():
 
 def test_an_event_within_every_bound_is_counted():
     assert job_reason(event(), micros(RECEIVED)) == (EVENT, None)
+
+
+def test_a_rule_that_raises_sets_that_record_aside_and_the_stream_goes_on(monkeypatch):
+    """The last-resort guard: a future bug in a rule dead-letters the record it raised on, named by the error's
+    class, and classifies the others as usual (the property test holds that no input reaches it today)."""
+    import interactions.parsing as parsing
+
+    real = parsing.invalid_reason
+
+    def broken(event, received_us, skew_us):
+        if event.get("user_id") == "trouble":
+            raise ZeroDivisionError("a bug")
+        return real(event, received_us, skew_us)
+
+    monkeypatch.setattr(parsing, "invalid_reason", broken)
+    source = pa.RecordBatch.from_pydict({
+        "value": pa.array([event(user_id="trouble"), event(event_id="e-2")], pa.binary()),
+        "partition": pa.array([0, 0], pa.int32()), "offset": pa.array([0, 1], pa.int64()),
+        "timestamp": pa.array([micros(RECEIVED)] * 2, pa.timestamp("us", tz="UTC"))})
+    run = classify_batches("t", max_future_skew_s=600, allowed_lateness_s=120, archive=False)
+    rows = [r for out in run([source]) for r in out.to_pylist()]
+    assert [(r["kind"], r["reason"]) for r in rows[:2]] == [
+        (DEAD_LETTER, parsing.UNEXPECTED + "ZeroDivisionError"), (EVENT, None)]
+    assert rows[1]["event_id"] == "e-2" and rows[2]["tally"] == 1

@@ -2,7 +2,8 @@
 classification (interactions.parsing, built for speed) names the same reason and the same lateness as the reference
 validator (contract.validation, standard-library Python) on every record: ordinary malformed events, arbitrary bytes,
 and adversarial ones (deep nesting, huge payloads and ids, numbers at and past the bounds, times at and past the ends
-of years 1-9999 with offsets, broker timestamps beyond them, surrogates and control characters)."""
+of the contract's range (1970-9999) and of years 1-9999 with offsets, broker timestamps beyond them, surrogates and
+control characters)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -67,7 +68,8 @@ edge_numbers = st.sampled_from([MAX_PRICE, MAX_PRICE + 1, float(MAX_PRICE) * (1 
                                 1e-320, 1.7976931348623157e308])
 edge_times = st.sampled_from([
     "0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z", "0001-01-01T00:30:00+01:00", "0001-01-01T00:30:00-01:00",
-    "0000-12-31T23:59:59Z", "9999-12-30T23:59:59.999999Z", "9999-12-31T00:00:00Z", "9999-12-31T00:00:00+00:01",
+    "0000-12-31T23:59:59Z", "1970-01-01T00:00:00Z", "1970-01-01T00:59:59+01:00", "1969-12-31T23:00:00-01:00",
+    "9999-12-30T23:59:59.999999Z", "9999-12-31T00:00:00Z", "9999-12-31T00:00:00+00:01",
     "9999-12-30T23:30:00-01:00", "9999-12-31T23:30:00-01:00", "9999-12-31T23:59:59.999Z", "1969-12-31T23:59:59Z",
     "2026-11-28T11:59:30+14:00", "2026-11-28T11:59:30-23:59", "2026-11-28T11:59:30.1234567890Z"])
 edge_events = st.tuples(
@@ -112,7 +114,7 @@ MICROS = dt.timedelta(microseconds=1)
 received_times = st.one_of(
     st.just((RECEIVED - EPOCH) // MICROS),
     st.sampled_from([(t - EPOCH) // MICROS for t in (
-        dt.datetime(1, 1, 1, tzinfo=dt.UTC), dt.datetime(1, 1, 1, 0, 1, tzinfo=dt.UTC),
+        dt.datetime(1, 1, 1, tzinfo=dt.UTC), dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
         dt.datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=dt.UTC),
         dt.datetime(9999, 12, 30, 23, 59, 59, 999999, tzinfo=dt.UTC), dt.datetime(9999, 12, 31, tzinfo=dt.UTC))]
                     + [(dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.UTC) - EPOCH) // MICROS + 1,

@@ -48,3 +48,35 @@ def test_a_new_process_loads_the_window_it_needs_and_ranks_the_same(mongo_db):
     again = RecentUsers(dt.timedelta(hours=1), FIVE, top_n=3)
     again.load(mongo_db, again.window_for(at(64))[0])
     assert again.top(at(64)) == first.top(at(64))
+
+
+def users_of_shard(shard: int, count: int, length: int) -> list[str]:
+    """`count` distinct user ids of `length` characters that all hash to `shard`."""
+    found: list[str] = []
+    i = 0
+    while len(found) < count:
+        user = f"{i:x}".rjust(length, "u")
+        if shard_of(user) == shard:
+            found.append(user)
+        i += 1
+    return found
+
+
+@pytest.mark.integration
+def test_a_shard_too_big_for_one_document_is_split_into_pages_a_reader_decodes(mongo_db):
+    """120k users of the longest id the contract allows (128 characters), all in one shard and slot: ~19 MB of
+    counts, more than MongoDB's 16 MB document. Stored as pages, each a document the server takes and pymongo reads;
+    a new process loads every count back."""
+    import bson
+
+    users = users_of_shard(3, 120_000, 128)
+    recent = RecentUsers(dt.timedelta(hours=1), FIVE, top_n=3)
+    changed = recent.update([(user, at(0), 1 + n % 5) for n, user in enumerate(users)])
+    documents = recent.documents(changed)
+    assert len(documents) >= 2
+    assert all(len(bson.encode(d)) < 16 * 1024 * 1024 for d in documents)
+    recent.store(mongo_db, changed)
+    again = RecentUsers(dt.timedelta(hours=1), FIVE, top_n=3)
+    again.load(mongo_db, at(0))
+    assert again.slots[at(0)] == recent.slots[at(0)]
+    assert again.top(at(1)) == recent.top(at(1))

@@ -27,6 +27,7 @@ from pyspark.sql import DataFrame
 
 from interactions import QUERY
 from interactions import documents as docs
+from interactions.parsing import UNEXPECTED
 from interactions.sinks import top_lists, totals
 from interactions.sinks.connector import replace_documents, run_side_by_side
 from interactions.sinks.recent_users import RecentUsers
@@ -55,6 +56,7 @@ class SinkSettings:
     recent_slide: dt.timedelta
     archive: bool = False  # job.archive_raw_events: the passing records include every counted event
     dry_run: bool = False  # compute and build every document, store none (only the batch's figures)
+    query: str = QUERY  # the label of the batch's `batches` record (a dry run's is its own)
 
 
 def client(uri: str) -> MongoClient:
@@ -95,21 +97,27 @@ class BatchWriter:
                                           n=s.top_n_items, batch_id=batch_id)
             self._recent_users(db, summary, batch_id)
             derived_s = time.monotonic() - derived_started
-            db[docs.BATCHES].update_one({"_id": f"{QUERY}:{batch_id}"}, {"$set": {
-                "query": QUERY, "batch_id": batch_id, "processed_at": processed_at,
+            db[docs.BATCHES].update_one({"_id": f"{s.query}:{batch_id}"}, {"$set": {
+                "query": s.query, "batch_id": batch_id, "processed_at": processed_at,
                 "dead_letters": summary.documents.get("dead_letter", 0),
                 "late_events": summary.documents.get("late", 0),
                 "archived_events": summary.documents.get("archive", 0),
+                "unexpected_errors": summary.unexpected_errors,
                 "changed_documents": changed, "documents": written, "dry_run": s.dry_run,
                 "write_ms": int((time.monotonic() - started) * 1000), "summary_ms": int(summary_s * 1000),
                 "mongo_write_ms": int(write_s * 1000), "derived_ms": int(derived_s * 1000)}}, upsert=True)
         batch.unpersist()
+        if summary.unexpected_errors:
+            log.warning("%s batch %d: %d records set aside because a rule raised on them (dead letters whose reason "
+                        "starts %r): a bug in the classification", self.settings.query, batch_id,
+                        summary.unexpected_errors,
+                        UNEXPECTED)
         if self.alerts is not None and summary.has_data:
             self.alerts.on_aggregates_batch(summary.minutes, batch_id)
             if summary.user_rates:
                 self.alerts.on_busiest_users(busiest_users(summary.user_rates), batch_id)
         log.info("%s batch %d: %d documents written in %.2f s (summary %.2f s, connector %.2f s, totals and lists "
-                 "%.2f s)", QUERY, batch_id, changed, time.monotonic() - started, summary_s, write_s, derived_s)
+                 "%.2f s)", s.query, batch_id, changed, time.monotonic() - started, summary_s, write_s, derived_s)
 
     def _write_documents(self, batch: DataFrame, batch_id: int, summary: Summary) -> tuple[dict[str, int], float]:
         """Every collection of whole documents this batch changed, through the connector: (documents per
@@ -122,7 +130,7 @@ class BatchWriter:
             return written, time.monotonic() - began
         run_side_by_side(batch.sparkSession.sparkContext, {
             collection: partial(self._write_collection, batch, batch_id, collection) for collection in written},
-            WRITERS, f"{QUERY} batch {batch_id}")
+            WRITERS, f"{self.settings.query} batch {batch_id}")
         return written, time.monotonic() - began
 
     def _write_collection(self, batch: DataFrame, batch_id: int, collection: str) -> None:

@@ -13,6 +13,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from interactions.facets import GLOBAL, ITEM, MINUTE, USER, USER_MINUTE, USER_SLOT
+from interactions.parsing import DEAD_LETTER, UNEXPECTED
 
 SUMMARY_FACETS = (GLOBAL, USER, ITEM, MINUTE, USER_SLOT, USER_MINUTE)
 Counted = tuple[str, int]  # (key, interactions)
@@ -36,6 +37,7 @@ class Summary:
     slots: list[tuple[str, dt.datetime, int]] = field(default_factory=list)  # (user, slot start, interactions)
     user_rates: list[tuple[dt.datetime, str, int]] = field(default_factory=list)  # (window start, user, count)
     documents: dict[str, int] = field(default_factory=dict)  # facet -> rows this batch changed
+    unexpected_errors: int = 0  # dead letters set aside by the classification's last-resort guard (a bug to fix)
 
     @property
     def has_data(self) -> bool:
@@ -52,8 +54,10 @@ def summary_frame(totals: DataFrame) -> DataFrame:
     wanted = F.col("facet").isin(*SUMMARY_FACETS)
     columns = ("key", "ftype", "fplatform", "start", "interactions", "purchase", "revenue", "valid_records",
                "dead_letters", "late_events", "last_event_time", "batch_time")
+    guarded = (F.col("facet") == DEAD_LETTER) & F.col("record.reason").startswith(UNEXPECTED)
     return totals.select("facet", *[F.when(wanted, F.col(c)).alias(c) for c in columns],
-                         F.when(wanted, F.col("first_batch_time") == F.col("batch_time")).alias("new"))
+                         F.when(wanted, F.col("first_batch_time") == F.col("batch_time")).alias("new"),
+                         guarded.alias("unexpected"))
 
 
 def collect_summary(totals: DataFrame) -> Summary:
@@ -62,6 +66,7 @@ def collect_summary(totals: DataFrame) -> Summary:
     wanted = table.filter(pc.is_in(table.column("facet"), value_set=pa.array(SUMMARY_FACETS)))
     summary = summarize(wanted.to_pylist())
     summary.documents = {facet: int(n) for facet, n in counts.items()}
+    summary.unexpected_errors = int(pc.sum(table.column("unexpected").cast(pa.int64())).as_py() or 0)
     return summary
 
 
