@@ -152,5 +152,8 @@ def _window_writer(facet: str) -> Callable[[DataFrame, int], DataFrame]:
     return lambda t, b: window_counts(t, facet)
 
 
+# written first (the dashboard reads them), and written as inserts (each document once, keyed by its own record)
+DASHBOARD = (MINUTE_COUNTS, HOURLY_COUNTS, DAILY_COUNTS)
+INSERTED = (DEAD_LETTERS, LATE_EVENTS, EVENTS_RAW)
 FACET_OF = {USER_STATS: USER, ITEM_STATS: ITEM, MINUTE_COUNTS: MINUTE, HOURLY_COUNTS: HOUR, DAILY_COUNTS: DAY,
             DEAD_LETTERS: DEAD_LETTER, LATE_EVENTS: LATE, EVENTS_RAW: ARCHIVE}

@@ -9,7 +9,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from conf import PipelineConfig
@@ -20,8 +20,9 @@ from interactions.alerting.monitor import AlertMonitor
 from interactions.listener import ProgressRecorder
 from interactions.preflight import bind_query, dry_run_checkpoint
 from interactions.sinks import indexes, totals
-from interactions.sinks.batch import BatchWriter, SinkSettings, client
+from interactions.sinks.batch import BatchWriter, SinkSettings, Write, client
 from interactions.sinks.connector import replace_documents
+from interactions.sinks.inserts import insert_documents
 from interactions.sinks.retry import retrying
 from interactions.source import kafka_records
 
@@ -115,8 +116,9 @@ def retention_seconds(config: PipelineConfig) -> dict[str, float | None]:
 
 
 def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = RunMode(),
-                  write: Callable[[DataFrame, str, str, str, int], None] = replace_documents) -> RunningPipeline:
-    """Start the query. `write` stores one collection's documents (the connector; a test injects failures). Once
+                  write: Write = replace_documents, insert: Write = insert_documents) -> RunningPipeline:
+    """Start the query. `write` stores one collection's documents (the connector), `insert` one collection of
+    set-aside records (a test injects failures into either). Once
     it has started, the database is bound to Spark's query id (interactions.preflight checks it at the next start)."""
     job, kafka, store = config.job, config.kafka, config.mongo
     checkpoint = checkpoint_location(config, mode)
@@ -140,7 +142,7 @@ def start_queries(spark: SparkSession, config: PipelineConfig, mode: RunMode = R
                             max_offsets_per_trigger=job.max_offsets_per_trigger,
                             starting_timestamp_ms=kafka.starting_timestamp_ms())
     out = dataflow.interactions(records, dataflow_settings(config, monitor.user_rate_window if monitor else None))
-    sink = retrying(BatchWriter(sink_settings(config, mode.dry_run), monitor, write),
+    sink = retrying(BatchWriter(sink_settings(config, mode.dry_run), monitor, write, insert),
                     parse_duration_seconds(store.unavailable_patience))
     writer = (out.writeStream.queryName(DRY_RUN_QUERY if mode.dry_run else QUERY).outputMode("update")
               .option("checkpointLocation", checkpoint).foreachBatch(sink))

@@ -1,5 +1,6 @@
 """A run of the job on a Spark that retries failed tasks (master local[2,4]), whose connector writes of user_stats
-and item_stats fail once, in the first attempt of partition 0, after part of the partition's documents are written.
+and item_stats, and whose inserts of dead letters, fail once, in the first attempt of partition 0, after part of the
+partition's documents are written (the retry then meets the inserted dead letters again).
 
     python tests/jobs/retrying_job.py BOOTSTRAP TOPIC MONGO_URI DATABASE CHECKPOINT MARKER_DIR
 
@@ -39,6 +40,7 @@ def main(bootstrap: str, topic: str, uri: str, database: str, checkpoint: str, m
     from conf import load_config
     from interactions.pipeline import RunMode, start_queries
     from interactions.sinks.connector import replace_documents
+    from interactions.sinks.inserts import insert_documents
 
     spark = (SparkSession.builder.master("local[2,4]").appName("retrying-job")
              .config("spark.sql.shuffle.partitions", "2").config("spark.sql.session.timeZone", "UTC")
@@ -50,11 +52,17 @@ def main(bootstrap: str, topic: str, uri: str, database: str, checkpoint: str, m
                                                             documents.schema)
         replace_documents(documents, uri_, database_, collection, BULK)
 
+    def insert(documents, uri_, database_, collection, batch_size):
+        if collection == "dead_letters":
+            documents = documents.repartition(2).mapInArrow(fail_first_attempt(collection, markers),
+                                                            documents.schema)
+        insert_documents(documents, uri_, database_, collection, BULK)
+
     config = load_config(env={}, overrides={
         "kafka": {"bootstrap_servers": bootstrap, "topic": topic}, "mongo": {"uri": uri, "database": database},
         "job": {"checkpoint_dir": checkpoint, "shuffle_partitions": 2}, "alerts": {"rules_file": ""},
         "health": {"prometheus_port": 0}})
-    pipeline = start_queries(spark, config, RunMode(available_now=True), write=write)
+    pipeline = start_queries(spark, config, RunMode(available_now=True), write=write, insert=insert)
     try:
         pipeline.await_termination()
     finally:

@@ -2,14 +2,17 @@
 
 1. The batch (the aggregation's output: a few documents per changed key, plus the passing records) is cached, and
    one small Spark job brings the driver its summary (interactions.sinks.summary).
-2. The MongoDB Spark connector writes every collection of whole documents from the executors, by `_id`:
-   user_stats, item_stats, minute/hourly/daily counts, dead_letters, late_events, events_raw.
-3. The driver applies what needs a condition or the previous state, each once per batch id: totals, the top lists,
-   the top users of the last hour (and the few slot documents behind them); then records the batch in `batches` and
-   hands the alert rules their figures.
+2. The dashboard first: the minute, hour and day counts (the MongoDB Spark connector, from the executors, by `_id`),
+   then the totals and the top lists (the driver, each once per batch id): a few hundred documents, so the dashboard
+   is fresh even when the batch changes tens of thousands of users and items.
+3. Then the rest, side by side: user_stats and item_stats through the connector (whole documents by `_id`); dead
+   letters, late events and the archive as inserts from the executors (interactions.sinks.inserts); then the totals
+   if they had to wait for these (a recount of users and items, or the item extremes, reads them), the top users of
+   the last hour (and the few slot documents behind them), the batch's record in `batches`, and the alert rules.
 
 Writing a batch twice (a retry after MongoDB came back, a replay after a crash) leaves MongoDB as if it had been
-written once: step 2 rewrites the same documents, step 3 is guarded by the batch id (see each module).
+written once: the connector rewrites the same documents, an insert that meets its own `_id` is that document
+already written, the derived documents are guarded by the batch id (see each module).
 """
 from __future__ import annotations
 
@@ -30,11 +33,13 @@ from interactions import documents as docs
 from interactions.parsing import UNEXPECTED
 from interactions.sinks import top_lists, totals
 from interactions.sinks.connector import replace_documents, run_side_by_side
+from interactions.sinks.inserts import insert_documents
 from interactions.sinks.recent_users import RecentUsers
 from interactions.sinks.summary import Summary, busiest_users, collect_summary
 
 log = logging.getLogger(__name__)
 WRITERS = 3  # collections written at once
+Write = Callable[[DataFrame, str, str, str, int], None]
 
 
 class AlertHooks(Protocol):
@@ -64,11 +69,11 @@ def client(uri: str) -> MongoClient:
 
 
 class BatchWriter:
-    def __init__(self, settings: SinkSettings, alerts: AlertHooks | None = None,
-                 write: Callable[[DataFrame, str, str, str, int], None] = replace_documents):
+    def __init__(self, settings: SinkSettings, alerts: AlertHooks | None = None, write: Write = replace_documents,
+                 insert: Write = insert_documents):
         self.settings = settings
         self.alerts = alerts
-        self.write = write
+        self.write, self.insert = write, insert  # the connector's replace, the set-aside inserts (tests inject)
         self.recent = RecentUsers(settings.recent_window, settings.recent_slide, settings.top_n_users_last_hour)
         self.writers = docs.collection_writers(settings.topic, settings.archive)
 
@@ -84,17 +89,17 @@ class BatchWriter:
             batch.unpersist()
             return
         s = self.settings
-        written, write_s = self._write_documents(batch, batch_id, summary)
-        changed = sum(written.values())
-        derived_started = time.monotonic()
+        written = {collection: summary.documents.get(docs.FACET_OF[collection], 0) for collection in self.writers}
+        written = {collection: rows for collection, rows in written.items() if rows}
         with client(s.uri) as mongo:
             db = mongo[s.database]
-            if not s.dry_run and summary.has_data:
-                totals.apply_batch(db, summary, batch_id)
-                top_lists.merge_into_list(db, docs.TOP_USERS, "all", "user_id", _best(summary.users, s.top_n_users),
-                                          n=s.top_n_users, batch_id=batch_id)
-                top_lists.merge_into_list(db, docs.TOP_ITEMS, "all", "item_id", _best(summary.items, s.top_n_items),
-                                          n=s.top_n_items, batch_id=batch_id)
+            write_s = self._write_documents(batch, batch_id, [c for c in written if c in docs.DASHBOARD])
+            totals_state = self._totals_and_lists(db, summary, batch_id, documents_written=False)
+            dashboard_s = time.monotonic() - started
+            write_s += self._write_documents(batch, batch_id, [c for c in written if c not in docs.DASHBOARD])
+            derived_started = time.monotonic()
+            if totals_state == totals.NEEDS_DOCUMENTS:
+                self._totals_and_lists(db, summary, batch_id, documents_written=True)
             self._recent_users(db, summary, batch_id)
             derived_s = time.monotonic() - derived_started
             db[docs.BATCHES].update_one({"_id": f"{s.query}:{batch_id}"}, {"$set": {
@@ -103,39 +108,54 @@ class BatchWriter:
                 "late_events": summary.documents.get("late", 0),
                 "archived_events": summary.documents.get("archive", 0),
                 "unexpected_errors": summary.unexpected_errors,
-                "changed_documents": changed, "documents": written, "dry_run": s.dry_run,
+                "changed_documents": sum(written.values()), "documents": written, "dry_run": s.dry_run,
                 "write_ms": int((time.monotonic() - started) * 1000), "summary_ms": int(summary_s * 1000),
-                "mongo_write_ms": int(write_s * 1000), "derived_ms": int(derived_s * 1000)}}, upsert=True)
+                "dashboard_ms": int(dashboard_s * 1000), "mongo_write_ms": int(write_s * 1000),
+                "derived_ms": int(derived_s * 1000)}}, upsert=True)
         batch.unpersist()
         if summary.unexpected_errors:
             log.warning("%s batch %d: %d records set aside because a rule raised on them (dead letters whose reason "
-                        "starts %r): a bug in the classification", self.settings.query, batch_id,
-                        summary.unexpected_errors,
+                        "starts %r): a bug in the classification", s.query, batch_id, summary.unexpected_errors,
                         UNEXPECTED)
         if self.alerts is not None and summary.has_data:
             self.alerts.on_aggregates_batch(summary.minutes, batch_id)
             if summary.user_rates:
                 self.alerts.on_busiest_users(busiest_users(summary.user_rates), batch_id)
-        log.info("%s batch %d: %d documents written in %.2f s (summary %.2f s, connector %.2f s, totals and lists "
-                 "%.2f s)", s.query, batch_id, changed, time.monotonic() - started, summary_s, write_s, derived_s)
+        log.info("%s batch %d: %d documents written in %.2f s (summary %.2f s, dashboard by %.2f s, documents %.2f "
+                 "s, totals and lists %.2f s)", s.query, batch_id, sum(written.values()),
+                 time.monotonic() - started, summary_s, dashboard_s, write_s, derived_s)
 
-    def _write_documents(self, batch: DataFrame, batch_id: int, summary: Summary) -> tuple[dict[str, int], float]:
-        """Every collection of whole documents this batch changed, through the connector: (documents per
-        collection, seconds). One Spark job per collection, run side by side: each job's fixed cost (~0.1 s here)
-        overlaps the others' waiting on MongoDB; the first failure cancels the others and is raised for the retry."""
+    def _write_documents(self, batch: DataFrame, batch_id: int, collections: list[str]) -> float:
+        """These collections' documents from this batch, side by side (seconds taken): each Spark job's fixed cost
+        (~0.1 s here) overlaps the others' waiting on MongoDB; the first failure cancels the others and is raised
+        for the retry."""
         began = time.monotonic()
-        written = {collection: summary.documents.get(docs.FACET_OF[collection], 0) for collection in self.writers}
-        written = {collection: rows for collection, rows in written.items() if rows}
-        if self.settings.dry_run or not written:
-            return written, time.monotonic() - began
+        if self.settings.dry_run or not collections:
+            return time.monotonic() - began
         run_side_by_side(batch.sparkSession.sparkContext, {
-            collection: partial(self._write_collection, batch, batch_id, collection) for collection in written},
+            collection: partial(self._write_collection, batch, batch_id, collection) for collection in collections},
             WRITERS, f"{self.settings.query} batch {batch_id}")
-        return written, time.monotonic() - began
+        return time.monotonic() - began
 
     def _write_collection(self, batch: DataFrame, batch_id: int, collection: str) -> None:
         s = self.settings
-        self.write(self.writers[collection](batch, batch_id), s.uri, s.database, collection, s.write_batch_size)
+        write = self.insert if collection in docs.INSERTED else self.write
+        write(self.writers[collection](batch, batch_id), s.uri, s.database, collection, s.write_batch_size)
+
+    def _totals_and_lists(self, db, summary: Summary, batch_id: int, *, documents_written: bool) -> str | None:
+        """The totals and the top lists, once per batch id; NEEDS_DOCUMENTS when the totals must wait for the
+        batch's per-key documents (then the lists wait with them: they are written together)."""
+        s = self.settings
+        if s.dry_run or not summary.has_data:
+            return None
+        state = totals.apply_batch(db, summary, batch_id, documents_written=documents_written)
+        if state == totals.NEEDS_DOCUMENTS:
+            return state
+        top_lists.merge_into_list(db, docs.TOP_USERS, "all", "user_id", _best(summary.users, s.top_n_users),
+                                  n=s.top_n_users, batch_id=batch_id)
+        top_lists.merge_into_list(db, docs.TOP_ITEMS, "all", "item_id", _best(summary.items, s.top_n_items),
+                                  n=s.top_n_items, batch_id=batch_id)
+        return state
 
     def _recent_users(self, db, summary: Summary, batch_id: int) -> None:
         if summary.newest_event_time is None:

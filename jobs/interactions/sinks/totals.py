@@ -36,18 +36,38 @@ def ensure_totals_document(db: Database) -> None:
     db[docs.TOTALS].update_one({"_id": "all"}, {"$setOnInsert": INITIAL}, upsert=True)
 
 
-def apply_batch(db: Database, summary: Summary, batch_id: int) -> bool:
-    """Apply one batch to `totals`; False when this batch (or a later one) was applied already (a replay)."""
+APPLIED, REPLAYED, NEEDS_DOCUMENTS = "applied", "replayed", "needs documents"
+
+
+class _ReadNeeded(Exception):
+    """The batch's totals need the per-key collections, and they are not written yet."""
+
+
+def apply_batch(db: Database, summary: Summary, batch_id: int, *, documents_written: bool = True) -> str:
+    """Apply one batch to `totals`: APPLIED, or REPLAYED when this batch (or a later one) was applied already. Before
+    the batch's per-key documents are written (`documents_written` false, so the dashboard's figures go first), a
+    batch that must recount users and items or look up the item extremes is left for later: NEEDS_DOCUMENTS."""
     collection = db[docs.TOTALS]
     previous = collection.find_one({"_id": "all"}) or dict(INITIAL)
     applied = previous.get("batch_id", NO_BATCH)
     if applied >= batch_id:
-        return False
-    fields = next_totals(previous, summary, lambda: _counts(db), lambda: _extremes(db))
+        return REPLAYED
+
+    def read(what: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            if not documents_written:
+                raise _ReadNeeded
+            return what()
+        return run
+
+    try:
+        fields = next_totals(previous, summary, read(lambda: _counts(db)), read(lambda: _extremes(db)))
+    except _ReadNeeded:
+        return NEEDS_DOCUMENTS
     result = collection.update_one({"_id": "all", "batch_id": applied}, {"$set": {**fields, "batch_id": batch_id}})
     if result.matched_count != 1:  # only this job writes totals; someone else did: refuse rather than guess
         raise RuntimeError(f"totals changed under batch {batch_id} (expected batch {applied})")
-    return True
+    return APPLIED
 
 
 def next_totals(previous: dict[str, Any], summary: Summary, counts: Callable[[], tuple[int, int]],
