@@ -61,6 +61,7 @@ def build(spark, variant: str, bootstrap: str, topic: str, batch: int):
     from interactions.source import kafka_records
 
     settings = dataflow.Settings(topic=topic, allowed_lateness_s=120, max_future_skew_s=600, duplicate_window_s=120,
+                                 max_partition_lag_s=10,
                                  slot_s=300, user_rate_s=None, archive=False)
     kafka = kafka_records(spark, bootstrap, topic, starting_offsets="earliest", max_offsets_per_trigger=batch)
     if variant == "read":
@@ -70,7 +71,8 @@ def build(spark, variant: str, bootstrap: str, topic: str, batch: int):
     if variant == "classify_sql":
         return sql.parse_records(kafka, 600, 120)
     if variant == "dedup":
-        return dataflow.deduplicated(dataflow.classified(kafka, settings), settings.duplicate_window_s)
+        return dataflow.deduplicated(dataflow.classified(kafka, settings), settings.duplicate_window_s,
+                                     settings.max_partition_lag_s)
     if variant == "job":
         return dataflow.interactions(kafka, settings)
     if variant == "facets_sql":

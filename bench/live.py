@@ -2,20 +2,23 @@
 
     .venv/bin/python -m bench.live [--rates 2000,5000,10000] [--seconds 60] [--warmup 300] [--trigger "1 second"]
                                    [--max-offsets N] [--shuffle-partitions N] [--users 10000] [--items 2000]
-                                   [--dry-run] [--no-verify]
+                                   [--clean] [--dry-run] [--no-verify] [--job-env PIPELINE_KEY=VALUE ...]
                                    [--spark-conf KEY=VALUE ...] [--out .stack/bench/live.json]
 
 Starts its own Apache Kafka and MongoDB-protocol server (free ports, temporary folders). For each rate, on a fresh
 topic, database and checkpoint:
   1. starts `spark-submit jobs/aggregate.py` (continuous trigger, every output and the default alert rules on) and
      waits for its query to start;
-  2. runs the generator at that rate for warmup + seconds, sampling every second the records in the topic and the
-     records the job has committed (the offsets of its checkpoint's last committed batch), the CPU of each
-     component and the resident memory of the job's JVM and Python processes;
-  3. during the measured window, produces a probe event every 200 ms (a user id nobody else has) and looks each one
-     up in `user_stats` by `_id` (one indexed find_one per probe and poll, never a scanning `$in`): freshness = time
-     from handing the probe to the producer to its document being readable. A probe never seen within 30 s of the
-     end counts as missing and as infinitely late in the percentiles;
+  2. produces traffic as outside producers send it (bench.traffic, raw bytes: 3 % malformed of every dead-letter
+     reason, 1 % late, 2 % redelivered; --clean for none) at that rate for warmup + seconds, sampling every second
+     the records in the topic and the records the job has committed (the offsets of its checkpoint's last committed
+     batch), the CPU of each component and the resident memory of the job's JVM and Python processes;
+  3. during the measured window, produces a probe event every 200 ms (a user id nobody else has) and measures two
+     freshnesses from handing the probe to the producer: to its own `user_stats` document being readable (one
+     indexed find_one per probe and poll), and to the dashboard's collections holding it (the `totals` document
+     naming a batch whose end offsets, read from the checkpoint's offset log, are past the probe's offset: the
+     minute counts and the top lists are written before it). A probe never seen within 30 s of the end counts as
+     missing and as infinitely late in the percentiles;
   4. after the generator stops, waits for the job to catch up, stops it, and compares every document with the
      independent recomputation from the topic (a fast wrong run does not count).
 processed/s is committed offsets over the window. The job keeps up at a rate when its lag stays bounded: the highest
@@ -36,6 +39,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,7 +69,8 @@ class RateResult:
     lag_max_second_half: int = 0
     drain_s: float | None = None
     kept_up: bool = False
-    freshness_s: dict = field(default_factory=dict)
+    freshness_s: dict = field(default_factory=dict)            # to the probe's own user_stats document
+    dashboard_freshness_s: dict = field(default_factory=dict)  # to totals and minute_counts holding the probe
     probes: int = 0
     probes_seen: int = 0
     probes_missing: int = 0
@@ -89,14 +94,18 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class Probes:
-    """Produces uniquely keyed events and records when their per-user document becomes readable in MongoDB."""
+    """Produces uniquely keyed events and records when their per-user document becomes readable in MongoDB, and
+    when the dashboard's collections hold them (`totals` names a batch whose offsets are past the probe's)."""
 
-    def __init__(self, bootstrap: str, topic: str, db, interval: float = 0.2):
+    def __init__(self, bootstrap: str, topic: str, db, checkpoint: Path, interval: float = 0.2):
         from confluent_kafka import Producer
         self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0})
-        self.topic, self.users, self.interval = topic, db["user_stats"], interval
+        self.topic, self.users, self.totals, self.interval = topic, db["user_stats"], db["totals"], interval
+        self.offsets_log = checkpoint / QUERY / "offsets"
         self.sent: dict[str, float] = {}
         self.seen: dict[str, float] = {}
+        self.at: dict[str, tuple[int, int]] = {}            # probe -> (partition, offset), once acknowledged
+        self.on_dashboard: dict[str, float] = {}
         self.run = uuid.uuid4().hex[:8]
         self._stop, self._done = threading.Event(), threading.Event()
         self._threads = [threading.Thread(target=self._produce, daemon=True),
@@ -120,8 +129,13 @@ class Probes:
         self._threads[1].join()
 
     def delays(self) -> list[float]:
-        """Every probe's delay; a probe never seen is infinitely late."""
+        """Every probe's delay to its own document; a probe never seen is infinitely late."""
         return [self.seen[user] - sent if user in self.seen else float("inf") for user, sent in self.sent.items()]
+
+    def dashboard_delays(self) -> list[float]:
+        """Every probe's delay to the dashboard's collections; a probe never seen is infinitely late."""
+        return [self.on_dashboard[user] - sent if user in self.on_dashboard else float("inf")
+                for user, sent in self.sent.items()]
 
     def _produce(self) -> None:
         number = 0
@@ -134,15 +148,39 @@ class Probes:
                      "quantity": None,
                      "event_time": now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"}
             self.sent[user] = time.time()
-            self.producer.produce(self.topic, json.dumps(event).encode(), key=user.encode())
+            self.producer.produce(self.topic, json.dumps(event).encode(), key=user.encode(),
+                                  on_delivery=self._acknowledged(user))
             self.producer.poll(0)
 
+    def _acknowledged(self, user: str) -> Callable[[Any, Any], None]:
+        def record(error: Any, message: Any) -> None:
+            if error is None:
+                self.at[user] = (message.partition(), message.offset())
+        return record
+
     def _poll(self) -> None:
+        batch = -1
         while not self._done.is_set():
+            self.producer.poll(0)
             for user in [user for user in list(self.sent) if user not in self.seen]:
                 if self.users.find_one({"_id": user}, {"_id": 1}) is not None:  # indexed: one document read
                     self.seen.setdefault(user, time.time())
+            applied = (self.totals.find_one({"_id": "all"}, {"batch_id": 1}) or {}).get("batch_id", -1)
+            if applied > batch:
+                batch, now = applied, time.time()
+                ends = self._batch_ends(batch)
+                for user, (partition, offset) in list(self.at.items()):
+                    if user not in self.on_dashboard and offset < ends.get(partition, -1):
+                        self.on_dashboard[user] = now
             time.sleep(0.05)
+
+    def _batch_ends(self, batch: int) -> dict[int, int]:
+        """The end offset (exclusive) per partition of a batch, from the job's offset log."""
+        try:
+            lines = (self.offsets_log / str(batch)).read_text().splitlines()
+        except FileNotFoundError:
+            return {}
+        return {int(p): int(o) for p, o in json.loads(lines[2]).get(self.topic, {}).items()}
 
 
 class LagSampler:
@@ -184,7 +222,7 @@ def start_job(work: Path, *, bootstrap: str, topic: str, uri: str, database: str
     """`spark-submit jobs/aggregate.py` with the run's options, once its query has started: (process, its log)."""
     log = work / f"job-{database}.log"
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"],
-           "PIPELINE_MONGO_URI": uri}
+           "PIPELINE_MONGO_URI": uri, **dict(setting.split("=", 1) for setting in args.job_env)}
     command = ["spark-submit", *[arg for conf in args.spark_conf for arg in ("--conf", conf)], "jobs/aggregate.py",
                "--bootstrap-servers", bootstrap, "--topic", topic, "--database", database,
                "--checkpoint-dir", str(work / f"checkpoint-{database}"), "--trigger-interval", args.trigger,
@@ -265,18 +303,17 @@ def run_under_load(args: argparse.Namespace, work: Path, *, broker: KafkaBroker,
     job, _ = start_job(work, bootstrap=bootstrap, topic=topic, uri=mongo.uri, database=database, args=args)
     try:
         generator = subprocess.Popen(
-            [sys.executable, "-m", "generator", "--bootstrap-servers", bootstrap, "--topic", topic,
-             "--rate", str(rate), "--duration", str(args.warmup + args.seconds), "--seed", str(rate),
-             "--users", str(args.users), "--items", str(args.items),
-             "--processes", str(1 if rate <= 50_000 else 2), "--progress-interval", "3600"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(work / f"generator-{rate}.log").open("w"))
+            [sys.executable, "-m", "bench.traffic", "--bootstrap-servers", bootstrap, "--topic", topic,
+             "--rate", str(rate), "--seconds", str(args.warmup + args.seconds), "--seed", str(rate),
+             "--users", str(args.users), "--items", str(args.items), *([] if args.clean else ["--mixed"])],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=(work / f"traffic-{rate}.log").open("w"))
         lag = (LagSampler(bootstrap, topic, work / f"checkpoint-{database}-dry-run", DRY_RUN_QUERY) if args.dry_run
                else LagSampler(bootstrap, topic, work / f"checkpoint-{database}")).start()
         time.sleep(args.warmup)
         cpu = CpuSampler({"spark job": job.pid, "mongodb server": mongo.pid(), "kafka broker": broker.pid(),
-                          "generator": generator.pid}).start()
+                          "producer": generator.pid}).start()
         window_start = time.monotonic()
-        probes = None if args.dry_run else Probes(bootstrap, topic, db).start()
+        probes = None if args.dry_run else Probes(bootstrap, topic, db, work / f"checkpoint-{database}").start()
         generator.wait()
         window_end = time.monotonic()
         cpu.stop()
@@ -340,6 +377,10 @@ def freshness_figures(result: RateResult, probes: Probes) -> None:
     if delays:
         result.freshness_s = {"p50": percentile(delays, 50), "p95": percentile(delays, 95),
                               "p99": percentile(delays, 99), "max": max(delays)}
+    dashboard = probes.dashboard_delays()
+    if dashboard:
+        result.dashboard_freshness_s = {"p50": percentile(dashboard, 50), "p95": percentile(dashboard, 95),
+                                        "p99": percentile(dashboard, 99), "max": max(dashboard)}
 
 
 def verify(result: RateResult, bootstrap: str, topic: str, db: Database[dict[str, Any]]) -> None:
@@ -383,6 +424,11 @@ def print_table(results: list[RateResult]) -> None:
               f"{f.get('p99', float('nan')):>6.2f} {r.probes_missing:>7} {r.batch_s_median:>8.2f} "
               f"{r.documents_per_batch:>8,.0f} "
               f"{(r.upserts_per_s or 0):>8,.0f} {str(r.correct):>7}")
+    print("\nFreshness to the dashboard's collections (totals, minute counts), s: p50 / p95 / p99 / max")
+    for r in results:
+        d = r.dashboard_freshness_s
+        if d:
+            print(f"{r.rate:>8,}/s  {d['p50']:.2f} / {d['p95']:.2f} / {d['p99']:.2f} / {d['max']:.2f}")
     print("\nCPU (cores busy, average over the measured window):")
     for r in results:
         print(f"{r.rate:>8,}/s  " + "  ".join(f"{name} {value:.2f}" for name, value in r.cores.items()))
@@ -406,7 +452,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=60, help="measured window per rate")
     parser.add_argument("--warmup", type=int, default=300,
                         help="seconds of load before the window opens (default 300: the deduplication's state fills "
-                             "for about twice job.duplicate_window before it is at its steady size)")
+                             "for job.duplicate_window plus job.max_partition_lag, then the hour's slots and the "
+                             "windows settle)")
     parser.add_argument("--trigger", help="the job's trigger interval (default: conf's job.trigger_interval)")
     parser.add_argument("--shuffle-partitions", type=int, help="state partitions (default: conf)")
     parser.add_argument("--max-offsets", type=int,
@@ -415,6 +462,10 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=10_000)
     parser.add_argument("--items", type=int, default=2_000)
     parser.add_argument("--dry-run", action="store_true", help="sinks store nothing: Spark's own ceiling")
+    parser.add_argument("--clean", action="store_true", help="ordinary events only (default: mixed traffic)")
+    parser.add_argument("--job-env", action="append", default=[], metavar="PIPELINE_KEY=VALUE",
+                        help="a setting for the job through its environment (repeatable), e.g. "
+                             "PIPELINE_JOB_MAX_PARTITION_LAG='2 minutes'")
     parser.add_argument("--no-verify", action="store_true",
                         help="skip the recomputation at the end (it holds every record in memory: not for an hour's)")
     parser.add_argument("--spark-conf", action="append", default=[], metavar="KEY=VALUE",
@@ -434,7 +485,8 @@ def main() -> int:
             print_table(results[-1:])
     print_table(results)
     print()
-    write_report(args.out, trigger=args.trigger, max_offsets_per_trigger=args.max_offsets,
+    write_report(args.out, trigger=args.trigger, max_offsets_per_trigger=args.max_offsets, job_env=args.job_env,
+                 traffic="clean" if args.clean else "mixed",
                  shuffle_partitions=args.shuffle_partitions, spark_conf=args.spark_conf, users=args.users,
                  items=args.items, dry_run=args.dry_run, results=[asdict(r) for r in results])
     print(f"logs: {work}")

@@ -40,6 +40,7 @@ def batch_documents(spark, bootstrap: str, topic: str) -> dict:
     from interactions import aggregates, dataflow, documents, facets
 
     settings = dataflow.Settings(topic=topic, allowed_lateness_s=120, max_future_skew_s=600, duplicate_window_s=120,
+                                 max_partition_lag_s=10,
                                  slot_s=300, user_rate_s=None, archive=False)
     kafka = spark.read.format("kafka").option("kafka.bootstrap.servers", bootstrap).option("subscribe", topic).load()
     classified = dataflow.classified(kafka, settings)

@@ -1,6 +1,11 @@
 """Traffic as other producers send it, for the benchmarks: raw bytes produced with confluent-kafka (as `kcat -P`
-would), not the project's generator. Ordinary events of Zipf-popular users and items, among them malformed records of
-every dead-letter reason the contract names, late events and redeliveries, in the proportions asked for.
+would), not the project's generator.
+
+    .venv/bin/python -m bench.traffic --bootstrap-servers H:P --topic T --rate 10000 --seconds 60 [--mixed]
+
+(at a steady rate, for the live benchmark; `produce` below fills a backlog as fast as the broker takes it).
+Ordinary events of Zipf-popular users and items, among them malformed records of every dead-letter reason the
+contract names, late events and redeliveries, in the proportions asked for.
 
     from bench.traffic import Mix, produce
     produce(bootstrap, topic, 1_000_000, Mix(users=2000, items=500, malformed=0.03, late=0.01, duplicates=0.02))
@@ -11,9 +16,12 @@ again at once (same key, so the same partition).
 """
 from __future__ import annotations
 
+import argparse
 import datetime as dt
+import itertools
 import json
 import random
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -111,9 +119,8 @@ def records(count: int, mix: Mix) -> Iterator[tuple[bytes | None, bytes | None]]
             sent += 1
 
 
-def produce(bootstrap: str, topic: str, count: int, mix: Mix, partitions: int = 4) -> float:
-    """Create the topic (the broker's clock, as the pipeline's topics are) and send `count` records: records/s."""
-    from confluent_kafka import Producer
+def create_topic(bootstrap: str, topic: str, partitions: int = 4) -> None:
+    """The topic on the broker's clock, as the pipeline's topics are (contract/topics.py)."""
     from confluent_kafka.admin import AdminClient, NewTopic
 
     from contract.topics import TOPIC_CONFIG
@@ -121,24 +128,84 @@ def produce(bootstrap: str, topic: str, count: int, mix: Mix, partitions: int = 
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1,
                                   config=TOPIC_CONFIG)])[topic].result(timeout=60)
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10_000,
-                         "queue.buffering.max.messages": 1_000_000, "message.max.bytes": 2 * MAX_PAYLOAD_BYTES,
-                         "compression.type": "lz4"})
-    failures: list[str] = []
 
-    def delivered(error: Any, _message: Any) -> None:
-        if error is not None:
-            failures.append(str(error))
 
-    started = time.monotonic()
-    for value, key in records(count, mix):
+class Sender:
+    """A confluent-kafka producer that waits for room rather than failing, and fails loudly at the end."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        from confluent_kafka import Producer
+
+        self.topic = topic
+        self.failures: list[str] = []
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "batch.num.messages": 10_000,
+                                  "queue.buffering.max.messages": 1_000_000,
+                                  "message.max.bytes": 2 * MAX_PAYLOAD_BYTES, "compression.type": "lz4"})
+
+    def send(self, value: bytes | None, key: bytes | None) -> None:
         while True:
             try:
-                producer.produce(topic, value, key=key, on_delivery=delivered)
+                self.producer.produce(self.topic, value, key=key, on_delivery=self._delivered)
                 break
             except BufferError:
-                producer.poll(0.05)
-        producer.poll(0)
-    if producer.flush(120) or failures:
-        raise RuntimeError(f"producing to {topic} failed: {failures[:3]}")
+                self.producer.poll(0.05)
+        self.producer.poll(0)
+
+    def close(self) -> None:
+        if self.producer.flush(120) or self.failures:
+            raise RuntimeError(f"producing to {self.topic} failed: {self.failures[:3]}")
+
+    def _delivered(self, error: Any, _message: Any) -> None:
+        if error is not None:
+            self.failures.append(str(error))
+
+
+def produce(bootstrap: str, topic: str, count: int, mix: Mix, partitions: int = 4) -> float:
+    """Create the topic and send `count` records as fast as the broker takes them: records/s."""
+    create_topic(bootstrap, topic, partitions)
+    sender = Sender(bootstrap, topic)
+    started = time.monotonic()
+    for value, key in records(count, mix):
+        sender.send(value, key)
+    sender.close()
     return count / (time.monotonic() - started)
+
+
+def produce_at(bootstrap: str, topic: str, rate: float, seconds: float, mix: Mix) -> int:
+    """Send `rate` records a second for `seconds` (paced every 10 ms, so a second's records are spread over it):
+    how many were sent. The topic must exist."""
+    sender = Sender(bootstrap, topic)
+    started = time.monotonic()
+    sent = 0
+    stream = records(int(rate * seconds) + 1, mix)
+    while (elapsed := time.monotonic() - started) < seconds:
+        due = int(rate * elapsed)
+        for value, key in itertools.islice(stream, max(0, due - sent)):
+            sender.send(value, key)
+            sent += 1
+        time.sleep(0.01)
+    sender.close()
+    return sent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.traffic", description=__doc__.splitlines()[0])
+    parser.add_argument("--bootstrap-servers", required=True)
+    parser.add_argument("--topic", required=True)
+    parser.add_argument("--rate", type=float, required=True, help="records per second")
+    parser.add_argument("--seconds", type=float, required=True)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--items", type=int, default=2_000)
+    parser.add_argument("--mixed", action="store_true",
+                        help="3 %% malformed (every dead-letter reason), 1 %% late, 2 %% redelivered")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    mix = Mix(users=args.users, items=args.items, seed=args.seed,
+              **({"malformed": 0.03, "late": 0.01, "duplicates": 0.02} if args.mixed else {}))
+    sent = produce_at(args.bootstrap_servers, args.topic, args.rate, args.seconds, mix)
+    print(f"traffic: {sent} records to {args.topic} in {args.seconds:g} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

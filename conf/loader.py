@@ -69,6 +69,7 @@ class JobConfig:
     watermark_delay: str
     max_future_skew: str
     duplicate_window: str
+    max_partition_lag: str
     shuffle_partitions: int
     top_n_users: int
     top_n_items: int
@@ -79,10 +80,11 @@ class JobConfig:
     archive_retention: str
 
     def validate(self) -> None:
-        for name in ("trigger_interval", "watermark_delay", "max_future_skew", "duplicate_window", "recent_window",
-                     "recent_slide", "archive_retention"):
+        for name in ("trigger_interval", "watermark_delay", "max_future_skew", "duplicate_window", "max_partition_lag",
+                     "recent_window", "recent_slide", "archive_retention"):
             parse_duration_seconds(getattr(self, name), f"job.{name}")
         _require(parse_duration_seconds(self.duplicate_window) >= 1, "job.duplicate_window must be at least 1 second")
+        _require(parse_duration_seconds(self.max_partition_lag) >= 1, "job.max_partition_lag must be at least 1 second")
         _require(self.max_offsets_per_trigger >= 0, "job.max_offsets_per_trigger must be >= 0")
         _require(self.shuffle_partitions >= 1, "job.shuffle_partitions must be >= 1")
         for name in ("top_n_users", "top_n_items", "top_n_users_last_hour"):

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import signal
 import sys
 import threading
+import urllib.parse
 
 from conf import ConfigError, PipelineConfig, load_config
 
@@ -26,6 +28,7 @@ FLAG_KEYS = {  # flag -> (section, key)
     "checkpoint_dir": ("job", "checkpoint_dir"),
     "trigger_interval": ("job", "trigger_interval"),
     "duplicate_window": ("job", "duplicate_window"),
+    "max_partition_lag": ("job", "max_partition_lag"),
     "max_offsets_per_trigger": ("job", "max_offsets_per_trigger"),
     "watermark_delay": ("job", "watermark_delay"),
     "shuffle_partitions": ("job", "shuffle_partitions"),
@@ -44,12 +47,15 @@ def parse_flags(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--starting-timestamp", metavar="ISO",
                         help="a NEW checkpoint starts at this time (backfill into a fresh --database); "
                              "overrides --starting-offsets")
-    parser.add_argument("--mongo-uri", help="MongoDB connection string")
+    parser.add_argument("--mongo-uri", help="MongoDB connection string (one with a password belongs in "
+                                            "PIPELINE_MONGO_URI: arguments show in `ps` and in Spark's UI)")
     parser.add_argument("--database", help="MongoDB database to write")
     parser.add_argument("--checkpoint-dir", help="checkpoint directory (one per database)")
     parser.add_argument("--trigger-interval", help="micro-batch interval, e.g. '5 seconds'")
     parser.add_argument("--duplicate-window",
                         help="redeliveries within this broker time of the first copy are dropped, e.g. '2 minutes'")
+    parser.add_argument("--max-partition-lag",
+                        help="records further behind the newest broker time than this are dropped, e.g. '10 seconds'")
     parser.add_argument("--max-offsets-per-trigger", type=int, help="records per micro-batch at most (0: no limit)")
     parser.add_argument("--watermark-delay", help="event-time watermark delay, e.g. '2 minutes'")
     parser.add_argument("--shuffle-partitions", type=int, help="state partitions (fixed once a checkpoint exists)")
@@ -76,8 +82,24 @@ def load(args: argparse.Namespace) -> PipelineConfig:
     return load_config(args.config, overrides=overrides)
 
 
+def carries_secret(uri: str) -> bool:
+    """A password in the URI's user information (also one whose unescaped `/`, `?` or `#` misplaces it), or an option
+    that may hold a secret (tlsCertificateKeyFilePassword, authMechanismProperties' tokens)."""
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError:  # e.g. an unbalanced "[": not readable, so not known to be free of a password
+        return "@" in uri
+    keys = [key for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
+    return (parts.password is not None or "@" in parts.path + parts.fragment
+            or any("@" in key or re.search(r"(?i)password|secret|token|authmechanismproperties", key) for key in keys))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_flags(argv)
+    if args.mongo_uri and carries_secret(args.mongo_uri):
+        print("aggregate: warning: --mongo-uri carries a password, which every user can read in the process list "
+              "and Spark's UI shows in its Environment tab; give that URI in PIPELINE_MONGO_URI instead",
+              file=sys.stderr)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
     try:

@@ -110,7 +110,7 @@ def render(config: PipelineConfig) -> list[str]:
             dropped = dropped_by_watermark(db, hour_ago)
             if dropped:
                 lines.append(f"DROPPED {dropped} records in the last hour reached the job more than "
-                             "job.duplicate_window behind the newest broker time and were not counted "
+                             "job.max_partition_lag behind the newest broker time and were not counted "
                              "(batches.dropped_by_watermark)")
     except PyMongoError as exc:
         lines.append(f"mongo   {config.mongo.uri.split('@')[-1]}: unreachable ({str(exc).split(',')[0]})")

@@ -167,12 +167,13 @@ def _global(records: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
 
 def _passing_records(records: pl.DataFrame, key: str | None = None) -> pl.DataFrame:
     """Records that reach the sink one by one, keyed by their coordinates (or, archived events, their event id); they
-    leave the state with the watermark's own reading of their broker time (never far ahead of the job's clock)."""
+    leave the state with the watermark's reading of their broker time (interactions.dataflow.watermark_time: a
+    record stamped far ahead of the job's clock has none, and leaves with the newest of the others it came with)."""
     coordinates = pl.concat_str([pl.col("partition").cast(pl.Utf8), pl.col("offset").cast(pl.Utf8)], separator=":")
-    clock = "watermark_time" if "watermark_time" in records.columns else "kafka_timestamp"
+    clock = pl.col("watermark_time") if "watermark_time" in records.columns else pl.col("kafka_timestamp")
     return records.with_columns(pl.col("kind").alias("facet"),
                                 (pl.col(key) if key else coordinates).alias("key"),
-                                pl.col(clock).alias("bucket"))
+                                clock.fill_null(clock.max()).fill_null(pl.col("kafka_timestamp")).alias("bucket"))
 
 
 def conform(frame: pl.DataFrame, schema: pa.Schema) -> pa.Table:

@@ -67,6 +67,6 @@ def record_progress(db: Database, progress: dict[str, Any], figures: dict[str, A
     fields = batches_fields(progress, figures)
     db[docs.BATCHES].update_one({"_id": f"{query}:{figures['batch_id']}"}, {"$set": fields}, upsert=True)
     if figures["dropped_by_watermark"]:
-        log.warning("%s batch %d: %d records reached the job more than the duplicate window (job.duplicate_window)"
+        log.warning("%s batch %d: %d records reached the job more than job.max_partition_lag"
                     " behind the newest broker time seen and were dropped", query, figures["batch_id"],
                     figures["dropped_by_watermark"])

@@ -78,6 +78,7 @@ def dataflow_settings(config: PipelineConfig, user_rate: dt.timedelta | None = N
         topic=config.kafka.topic, allowed_lateness_s=parse_duration_seconds(job.watermark_delay),
         max_future_skew_s=parse_duration_seconds(job.max_future_skew),
         duplicate_window_s=parse_duration_seconds(job.duplicate_window),
+        max_partition_lag_s=parse_duration_seconds(job.max_partition_lag),
         slot_s=parse_duration_seconds(job.recent_slide),
         user_rate_s=user_rate.total_seconds() if user_rate else None, archive=job.archive_raw_events)
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import urllib.parse
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,7 +13,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from pymongo import MongoClient
 from pymongo.database import Database
-from pymongo.errors import OperationFailure, PyMongoError
+from pymongo.errors import ConfigurationError, OperationFailure, PyMongoError
 
 from conf import ConfigError, PipelineConfig
 from interactions import DRY_RUN_QUERY, QUERY
@@ -60,6 +62,7 @@ def checkpoint_identity(config: PipelineConfig) -> dict[str, object]:
     return {"layout": LAYOUT, "topic": config.kafka.topic, "database": config.mongo.database,
             "shuffle_partitions": job.shuffle_partitions, "watermark_delay": job.watermark_delay,
             "max_future_skew": job.max_future_skew, "duplicate_window": job.duplicate_window,
+            "max_partition_lag": job.max_partition_lag,
             "recent_window": job.recent_window, "recent_slide": job.recent_slide,
             "archive_raw_events": job.archive_raw_events, "top_n_users": job.top_n_users,
             "top_n_items": job.top_n_items, "top_n_users_last_hour": job.top_n_users_last_hour}
@@ -259,17 +262,55 @@ def check_mongo(uri: str, database: str, timeout: float) -> None:
             client[database].list_collection_names()
     except OperationFailure as exc:
         reason = (exc.details or {}).get("errmsg", exc)
-        raise ConfigError(f"MongoDB at {_redacted(uri)} refused access: {reason}") from None
+        raise ConfigError(f"MongoDB at {_redacted(uri)} refused access: {_redacted(uri, str(reason))}") from None
+    except (ConfigurationError, ValueError) as exc:  # pymongo's parser: InvalidURI, or a port it cannot read
+        raise ConfigError(f"MongoDB URI {_redacted(uri)} is not valid: {_redacted(uri, str(exc))} (a user name or "
+                          "password with one of :/?#[]@% must be percent-encoded)") from None
     except PyMongoError as exc:
         raise ConfigError(f"MongoDB at {_redacted(uri)} unreachable after {timeout:.0f}s "
-                          f"({str(exc).split(',')[0]})") from None
+                          f"({_redacted(uri, str(exc).split(',')[0])})") from None
 
 
-def _redacted(uri: str) -> str:
-    if "@" in uri:
-        scheme, rest = uri.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return uri
+# URI options that may carry a secret: tlsCertificateKeyFilePassword, a proxy's or any other *password*, tokens
+# (authMechanismProperties holds AWS_SESSION_TOKEN and the like), secrets.
+_SECRET_OPTION = re.compile(r"password|secret|token|authmechanismproperties", re.IGNORECASE)
+
+
+def _redacted(uri: str, text: str | None = None) -> str:
+    """`uri` as it may be shown: the user information (user name and password) and the value of every option that
+    may carry a secret as ***. With `text` (an error message about `uri`): that text with each of those secrets, as
+    written and percent-decoded, as ***.
+
+    The user information ends at the authority's last `@` (RFC 3986; an unescaped `@` in a password is the case this
+    must survive). When the authority has none but the rest of the URI has one (a password with an unescaped `/`, `?`
+    or `#` ends the authority early), everything up to the URI's last `@` counts as user information: that may hide
+    more than the credentials, never less.
+    """
+    scheme, separator, rest = uri.partition("://")
+    if not separator:  # not a URI (the configuration refuses those): nothing of it can be shown
+        return "***" if text is None else (text.replace(uri, "***") if uri else text)
+    parts = urllib.parse.urlsplit(f"//{rest}")
+    keys = [option.partition("=")[0] for option in re.split(r"[&;]", parts.query)]
+    if "@" in parts.netloc:
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        shown, query = hosts + parts.path, parts.query
+    elif "@" in parts.path or "@" in parts.fragment or any("@" in key for key in keys):
+        userinfo, _, after = rest.rpartition("@")
+        shown, _, query = after.partition("?")
+    else:
+        userinfo, shown, query = "", parts.netloc + parts.path, parts.query
+    hidden = [userinfo, userinfo.partition(":")[2]] if userinfo else []
+    options = []
+    for option in re.split(r"[&;]", query) if query else []:
+        key, equals, value = option.partition("=")
+        secret = bool(equals and value and _SECRET_OPTION.search(key))
+        hidden += [value] if secret else []
+        options.append(f"{key}=***" if secret else option)
+    if text is None:
+        return f"{scheme}://{'***@' if userinfo else ''}{shown}" + (f"?{'&'.join(options)}" if query else "")
+    for value in sorted({v for h in hidden for v in (h, urllib.parse.unquote(h)) if v}, key=len, reverse=True):
+        text = text.replace(value, "***")
+    return text
 
 
 class _Silent:

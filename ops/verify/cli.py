@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import re
 import sys
+import urllib.parse
 from dataclasses import dataclass, field
 
 from conf import ConfigError, PipelineConfig, load_config
@@ -21,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="configuration file (default conf/pipeline.toml)")
     parser.add_argument("--bootstrap-servers", help="Kafka bootstrap servers (default from conf)")
     parser.add_argument("--topic", help="topic to read (default from conf)")
-    parser.add_argument("--mongo-uri", help="MongoDB connection string (default from conf)")
+    parser.add_argument("--mongo-uri", help="MongoDB connection string (default from conf; one with a password "
+                                            "belongs in PIPELINE_MONGO_URI: arguments show in `ps`)")
     parser.add_argument("--database", help="database to check (default from conf)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--manifest", metavar="FILE", help="read the events from a generator manifest instead")
@@ -44,8 +47,23 @@ class Records:
     context: list[str] = field(default_factory=list)
 
 
+def carries_secret(uri: str) -> bool:
+    """A password in the URI's user information (also one whose unescaped `/`, `?` or `#` misplaces it), or an option
+    that may hold a secret (tlsCertificateKeyFilePassword, authMechanismProperties' tokens)."""
+    try:
+        parts = urllib.parse.urlsplit(uri)
+    except ValueError:  # e.g. an unbalanced "[": not readable, so not known to be free of a password
+        return "@" in uri
+    keys = [key for key, _ in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
+    return (parts.password is not None or "@" in parts.path + parts.fragment
+            or any("@" in key or re.search(r"(?i)password|secret|token|authmechanismproperties", key) for key in keys))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.mongo_uri and carries_secret(args.mongo_uri):
+        print("verify: warning: --mongo-uri carries a password, which every user can read in the process list; "
+              "give that URI in PIPELINE_MONGO_URI instead", file=sys.stderr)
     try:
         config = load_config(args.config, overrides={
             "kafka": {"bootstrap_servers": args.bootstrap_servers, "topic": args.topic},

@@ -8,6 +8,8 @@ import json
 
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from interactions import aggregates, dataflow, documents, facets
 from interactions.parsing import classify_batches
@@ -156,93 +158,162 @@ def test_merging_a_top_list_keeps_the_best_and_is_idempotent():
     assert documents.merge_top([("x", 3)], [("y", 3)], 5) == [("x", 3), ("y", 3)]   # ties by key
 
 
+class Stream:
+    """Micro-batches through the real streaming operators, a parquet file source standing in for Kafka: each
+    `deliver` is one batch of records stamped with one broker time, processed before it returns."""
+
+    SCHEMA = "value binary, partition int, offset long, timestamp timestamp"
+
+    def __init__(self, spark, folder, *, duplicate_window_s=120, max_partition_lag_s=10):
+        import pyarrow.parquet  # noqa: F401  (pa.parquet)
+
+        self.inbox = folder / "inbox"
+        self.inbox.mkdir()
+        settings = dataflow.Settings(topic="t", allowed_lateness_s=120, max_future_skew_s=600,
+                                     duplicate_window_s=duplicate_window_s, max_partition_lag_s=max_partition_lag_s,
+                                     slot_s=300, user_rate_s=None, archive=False)
+        source = spark.readStream.schema(self.SCHEMA).option("maxFilesPerTrigger", 1).parquet(str(self.inbox))
+        self.seen: list[dict] = []
+        self.batches = 0
+        self.offset = 0
+        self.query = (dataflow.interactions(source, settings).writeStream.outputMode("update")
+                      .option("checkpointLocation", str(folder / "checkpoint"))
+                      .foreachBatch(lambda frame, _: self.seen.extend(rows_of(frame))).start())
+
+    def deliver(self, payloads, received) -> None:
+        table = pa.Table.from_batches([kafka_batch(payloads, received, self.offset)])
+        self.offset += len(payloads)
+        self.batches += 1
+        pa.parquet.write_table(table, str(self.inbox / f"{self.batches:04d}.parquet"))
+        self.query.processAllAvailable()
+
+    def state_rows(self) -> dict[str, int]:
+        by_name = {op["operatorName"]: op["numRowsTotal"] for op in self.query.lastProgress["stateOperators"]}
+        dedup = sum(v for k, v in by_name.items() if "dedup" in k.lower())
+        return {"deduplication": dedup, "aggregation": sum(by_name.values()) - dedup}
+
+    def dropped(self) -> int:
+        return sum(int(op.get("numRowsDroppedByWatermark") or 0)
+                   for p in self.query.recentProgress for op in p["stateOperators"])
+
+    def latest(self, facet: str, key: str) -> dict | None:
+        rows = [r for r in self.seen if r["facet"] == facet and r["key"] == key]
+        return rows[-1] if rows else None
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.query.stop()
+
+
 def test_in_a_stream_duplicates_are_dropped_once_and_time_buckets_leave_the_state(spark_session, tmp_path):
-    """Micro-batches through the real streaming operators (a parquet file source standing in for Kafka)."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    settings = dataflow.Settings(topic="t", allowed_lateness_s=120, max_future_skew_s=600, duplicate_window_s=120,
-                                 slot_s=300, user_rate_s=None, archive=False)
-    schema = "value binary, partition int, offset long, timestamp timestamp"
-    stream = spark_session.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(inbox))
-    out = dataflow.interactions(stream, settings)
-    seen: list[dict] = []
-    query = (out.writeStream.outputMode("update").option("checkpointLocation", str(tmp_path / "checkpoint"))
-             .foreachBatch(lambda frame, _: seen.extend(rows_of(frame))).start())
-
-    def deliver(name, payloads, received, first_offset):
-        table = pa.Table.from_batches([kafka_batch(payloads, received, first_offset)])
-        pa.parquet.write_table(table, str(inbox / f"{name}.parquet"))
-        query.processAllAvailable()
-
-    import pyarrow.parquet  # noqa: F401  (pa.parquet)
-    try:
+    with Stream(spark_session, tmp_path) as stream:
         at = T0 + dt.timedelta(minutes=1)
-        deliver("1", [event("a1", "ann", "view", 0), event("a2", "ann", "view", 0, 30)], at, 0)
-        deliver("2", [event("a2", "ann", "view", 0, 30), event("a3", "ann", "click", 0, 40)],
-                at + dt.timedelta(seconds=20), 2)                      # a2 redelivered 20 s later
-        rows_after_two = _state_rows(query)
+        stream.deliver([event("a1", "ann", "view", 0), event("a2", "ann", "view", 0, 30)], at)
+        stream.deliver([event("a2", "ann", "view", 0, 30), event("a3", "ann", "click", 0, 40)],
+                       at + dt.timedelta(seconds=20))                    # a2 redelivered 20 s later
+        rows_after_two = stream.state_rows()
         # ten minutes later (broker time): the watermark passes minute 10:00 (+ lateness) and the first records
-        deliver("3", [event("a4", "ann", "view", 10)], at + dt.timedelta(minutes=10), 4)
-        query.processAllAvailable()  # the batch that only moves the watermark, if any
-        rows_after_three = _state_rows(query)
-    finally:
-        query.stop()
-    users = [r for r in seen if r["facet"] == "user" and r["key"] == "ann"]
-    assert (users[-1]["interactions"], users[-1]["view"], users[-1]["click"]) == (4, 3, 1)
-    globals_ = [r for r in seen if r["facet"] == "global"]
-    assert globals_[-1]["valid_records"] - globals_[-1]["interactions"] == 1    # one duplicate, counted once
-    minute_ten = {r["ftype"]: r["interactions"] for r in seen if r["facet"] == "minute" and r["start"] == T0}
+        stream.deliver([event("a4", "ann", "view", 10)], at + dt.timedelta(minutes=10))
+        stream.query.processAllAvailable()  # the batch that only moves the watermark, if any
+        rows_after_three = stream.state_rows()
+    ann = stream.latest("user", "ann")
+    assert (ann["interactions"], ann["view"], ann["click"]) == (4, 3, 1)
+    everything = stream.latest("global", "all")
+    assert everything["valid_records"] - everything["interactions"] == 1    # one duplicate, counted once
+    minute_ten = {r["ftype"]: r["interactions"] for r in stream.seen if r["facet"] == "minute" and r["start"] == T0}
     assert minute_ten == {"view": 2, "click": 1}
     # after two batches the aggregation holds ann, i1, the global row, two minute, two hour and two day keys
     # (view and click at 10:00) and ann's slot: 10; the deduplication three event ids and two batch tallies
     assert rows_after_two == {"aggregation": 10, "deduplication": 5}
-    # the third batch adds minute 10:10 and ann's slot 10:10; then the watermark (10:11 - 2 minutes) passes the
-    # ends + lateness of minute 10:00 (10:03) and slot 10:00 (10:07): three keys leave, 12 - 3; the deduplication
-    # forgets everything that reached the broker before 10:09, keeping a4 and the third tally
+    # the third batch adds minute 10:10 and ann's slot 10:10; then the watermark (10:11 - the 10 s partition lag)
+    # passes the ends + lateness of minute 10:00 (10:03) and slot 10:00 (10:07): three keys leave, 12 - 3; the
+    # deduplication forgets every id whose first copy reached the broker more than the duplicate window before the
+    # watermark (before 10:08:50), keeping a4 and the third tally
     assert rows_after_three == {"aggregation": 9, "deduplication": 2}
 
 
-def _state_rows(query) -> dict[str, int]:
-    operators = query.lastProgress["stateOperators"]
-    by_name = {op["operatorName"]: op["numRowsTotal"] for op in operators}
-    dedup = sum(v for k, v in by_name.items() if "Dedup" in k or "dedup" in k)
-    return {"deduplication": dedup, "aggregation": sum(by_name.values()) - dedup}
+def test_an_event_id_is_kept_for_the_duplicate_window_plus_the_partition_lag_not_twice_the_window(
+        spark_session, tmp_path):
+    """Spark's own rule keeps an id until the watermark (the newest time less its delay) passes the id's time plus
+    that delay: twice the window when the delay is the window. The job keeps it for the window plus the lag."""
+    def at(seconds):
+        return T0 + dt.timedelta(seconds=seconds)
+
+    def view(event_id, seconds):
+        return event(event_id, "bo", "view", seconds // 60, seconds % 60)
+
+    with Stream(spark_session, tmp_path, duplicate_window_s=120, max_partition_lag_s=10) as stream:
+        # after each delivery Spark runs a batch without data that moves the watermark (newest broker time - 10 s)
+        stream.deliver([view("b1", 0)], at(0))
+        stream.deliver([view("b2", 100)], at(100))
+        stream.deliver([view("b3", 125)], at(125))
+        kept_at_125 = stream.state_rows()["deduplication"]  # watermark 115 s: b1 (kept until 120 s) stays
+        stream.deliver([view("b4", 140)], at(140))
+        kept_at_140 = stream.state_rows()["deduplication"]  # watermark 130 s: b1 has left, b2 (until 220 s) stays
+    # ids and their batches' tallies: b1..b3 at 125, b2..b4 at 140. Under Spark's own rule (kept for the watermark's
+    # delay past it) b1 and b2 would have left at 125 already; under twice the window b1 would stay until 240 s
+    assert (kept_at_125, kept_at_140) == (6, 6)
 
 
 def test_a_record_stamped_far_ahead_does_not_carry_the_watermark_away(spark_session, tmp_path):
     """One record whose broker time is a century ahead (a producer's clock on a CreateTime topic) is counted where
     it belongs, and the records after it, stamped now, are counted too instead of falling behind the watermark."""
-    inbox = tmp_path / "inbox"
-    inbox.mkdir()
-    settings = dataflow.Settings(topic="t", allowed_lateness_s=120, max_future_skew_s=600, duplicate_window_s=120,
-                                 slot_s=300, user_rate_s=None, archive=False)
-    schema = "value binary, partition int, offset long, timestamp timestamp"
-    stream = spark_session.readStream.schema(schema).option("maxFilesPerTrigger", 1).parquet(str(inbox))
-    seen: list[dict] = []
-    query = (dataflow.interactions(stream, settings).writeStream.outputMode("update")
-             .option("checkpointLocation", str(tmp_path / "checkpoint"))
-             .foreachBatch(lambda frame, _: seen.extend(rows_of(frame))).start())
     now = dt.datetime.now(UTC).replace(microsecond=0) - dt.timedelta(minutes=1)
 
     def stamped(event_id, when):
         return {**event(event_id, "zoe", "view", 0), "event_time": when.strftime("%Y-%m-%dT%H:%M:%S.000Z")}
 
-    def deliver(name, payloads, received, first_offset):
-        table = pa.Table.from_batches([kafka_batch(payloads, received, first_offset)])
-        pa.parquet.write_table(table, str(inbox / f"{name}.parquet"))
-        query.processAllAvailable()
-
-    import pyarrow.parquet  # noqa: F401  (pa.parquet)
-    try:
+    with Stream(spark_session, tmp_path) as stream:
         future = now.replace(year=2126)
-        deliver("1", [stamped("f1", future)], future, 0)
-        deliver("2", [stamped("n1", now)], now + dt.timedelta(seconds=5), 1)
-        deliver("3", [stamped("n2", now), stamped("n1", now)], now + dt.timedelta(seconds=10), 2)
-        dropped = sum(int(op.get("numRowsDroppedByWatermark") or 0)
-                      for p in query.recentProgress for op in p["stateOperators"])
-    finally:
-        query.stop()
-    [zoe] = [r for r in seen if r["facet"] == "user" and r["key"] == "zoe"][-1:]
-    assert zoe["interactions"] == 3 and dropped == 0   # f1, n1 and n2; the redelivered n1 dropped as a duplicate
-    globals_ = [r for r in seen if r["facet"] == "global"]
-    assert globals_[-1]["valid_records"] - globals_[-1]["interactions"] == 1
+        stream.deliver([stamped("f1", future)], future)
+        stream.deliver([stamped("n1", now)], now + dt.timedelta(seconds=5))
+        stream.deliver([stamped("n2", now), stamped("n1", now)], now + dt.timedelta(seconds=10))
+        dropped = stream.dropped()
+    assert stream.latest("user", "zoe")["interactions"] == 3 and dropped == 0  # the redelivered n1: a duplicate
+    everything = stream.latest("global", "all")
+    assert everything["valid_records"] - everything["interactions"] == 1
+
+
+DEDUP_WINDOW_S, PARTITION_LAG_S = 120, 10
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(plan=st.lists(st.tuples(st.sampled_from([0, 5, 40, 60, 115, 120, 121, 129, 131, 250]),
+                               st.sets(st.integers(0, 3), min_size=1, max_size=3)), min_size=3, max_size=6))
+# id0 again 110 s after its first copy, two batches after Spark's own rule (ids kept for the watermark's delay, 10 s,
+# past the watermark) would have forgotten it
+@example(plan=[(0, {0}), (60, {1}), (40, {2}), (10, {0})])
+def test_a_redelivery_within_the_duplicate_window_is_never_counted_and_ids_leave_after_window_and_lag(
+        spark_session, tmp_path_factory, plan):
+    """The documented guarantee, on arbitrary schedules of redeliveries (one partition, broker time never going
+    back): a copy that reaches the broker within job.duplicate_window of the copy counted before it is dropped;
+    an id whose counted copy is more than the window plus the partition lag behind the newest broker time seen
+    before a batch has left the state, so its next copy counts again."""
+    window, lag = dt.timedelta(seconds=DEDUP_WINDOW_S), dt.timedelta(seconds=PARTITION_LAG_S)
+    with Stream(spark_session, tmp_path_factory.mktemp("dedup"), duplicate_window_s=DEDUP_WINDOW_S,
+                max_partition_lag_s=PARTITION_LAG_S) as stream:
+        when, counts = T0, []
+        for gap, ids in plan:
+            when += dt.timedelta(seconds=gap)
+            happened = (when - T0).total_seconds()
+            stream.deliver([event(f"id{n}", f"user{n}", "view", int(happened // 60), int(happened % 60))
+                            for n in sorted(ids)], when)
+            counts.append({n: (stream.latest("user", f"user{n}") or {}).get("interactions", 0) for n in range(5)})
+    last_counted: dict[int, dt.datetime] = {}
+    when, newest_before = T0, None
+    for k, (gap, ids) in enumerate(plan):
+        when += dt.timedelta(seconds=gap)
+        for n in ids:
+            counted = counts[k][n] - (counts[k - 1][n] if k else 0)
+            first = last_counted.get(n)
+            if first is None:
+                assert counted == 1, (k, n)
+            elif when - first <= window:
+                assert counted == 0, (k, n, when - first)       # a redelivery within the window: dropped
+            elif newest_before - lag > first + window:
+                assert counted == 1, (k, n, when - first)       # the id had left the state: counted again
+            if counted:
+                last_counted[n] = when
+        newest_before = when

@@ -7,11 +7,13 @@ queue drops the notification with an error line instead of waiting. A slow or de
 """
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import queue
 import re
 import smtplib
+import ssl
 import threading
 import time
 import urllib.request
@@ -77,12 +79,20 @@ class WebhookChannel:
 
 
 class EmailChannel:
+    """Mail over SMTP. With `starttls` the server's certificate and host name are verified against the system's CA
+    store (or SSL_CERT_FILE): Python's smtplib verifies neither unless given a context. A login (`username`) without
+    TLS is refused unless the server is on this host (loopback): it would send the password readable to the network
+    path."""
+
     name = "email"
 
     def __init__(self, host: str, port: int, *, sender: str, recipients: list[str], starttls: bool = False,
                  username: str = "", password: str = "", timeout_s: float = 10.0):
         self.host, self.port, self.sender, self.recipients = host, port, sender, recipients
         self.starttls, self.username, self.password, self.timeout_s = starttls, username, password, timeout_s
+        if username and not starttls and not is_loopback(host):
+            raise ValueError(f"alerts: refusing to log in to the SMTP server {host}:{port} without TLS (the password "
+                             "would cross the network readable): set alerts.smtp_starttls = true")
 
     def deliver(self, notification: Notification) -> None:
         message = EmailMessage()
@@ -94,10 +104,22 @@ class EmailChannel:
         message.set_content("\n".join(lines) + "\n")
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout_s) as smtp:
             if self.starttls:
-                smtp.starttls()
+                smtp.starttls(context=ssl.create_default_context())
             if self.username:
+                if not self.starttls and not is_loopback(self.host):
+                    raise smtplib.SMTPException(f"not logging in to {self.host} without TLS")
                 smtp.login(self.username, self.password)
             smtp.send_message(message)
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost` or a loopback address (127.0.0.0/8, ::1): the one place a password may travel without TLS."""
+    if host.strip().lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def header_value(text: str) -> str:

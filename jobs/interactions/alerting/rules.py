@@ -35,7 +35,7 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("dead_letter_ratio", RECORDS, False,
            "dead letters / records read from Kafka, per minute of processing time (0..1; '5%' also accepted)"),
     Metric("dropped_by_watermark_per_minute", RECORDS, True,
-           "records dropped behind the watermark (reached the job more than job.duplicate_window behind the newest "
+           "records dropped behind the watermark (reached the job more than job.max_partition_lag behind the newest "
            "broker time seen), per minute of processing time: records no aggregate counts"),
 )}
 
