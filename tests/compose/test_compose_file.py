@@ -1,12 +1,16 @@
 """docker-compose.yml, checked by its structure: Docker cannot run on the project's machines, so every promise the
 file makes (services, pinned versions, loopback ports, health-ordered start, no secrets, paths that exist, commands
-the job and the generator accept) is read from the YAML and compared with the repository.
+the job and the generator accept) is read from the YAML and compared with the repository. What the images hold is
+run, not read, by tests/images/ (each image rebuilt natively from its Dockerfile, the services' commands run in it).
 """
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 import shlex
+import tomllib
+import xml.etree.ElementTree as ElementTree
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -299,7 +303,17 @@ def test_repository_paths_in_commands_exist(services):
     assert "superset/provision" in superset and (ROOT / "superset" / "provision").is_file()
 
 
-def test_job_command_is_accepted_by_the_job(services):
+def pipeline_environment(service: dict[str, Any], monkeypatch) -> dict[str, str]:
+    """The service's PIPELINE_ settings, interpolated, as the only ones in this process's environment."""
+    for name in [name for name in os.environ if name.startswith("PIPELINE_")]:
+        monkeypatch.delenv(name)
+    env = {key: interpolate(value) for key, value in environment_of(service).items() if key.startswith("PIPELINE_")}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
+
+
+def test_job_command_is_accepted_by_the_job(services, monkeypatch):
     command = command_of(services["spark-job"])
     assert command[:3] == ["spark-submit", "--master", "spark://spark-master:7077"]
     script = next(i for i, part in enumerate(command) if part.endswith("jobs/aggregate.py"))
@@ -307,8 +321,82 @@ def test_job_command_is_accepted_by_the_job(services):
     aggregate = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(aggregate)
     flags = aggregate.parse_flags(command[script + 1:])  # argparse exits on an unknown flag
-    assert flags.bootstrap_servers == "kafka:19092" and flags.checkpoint_dir.startswith("/checkpoints/")
     assert not flags.available_now
+    pipeline_environment(services["spark-job"], monkeypatch)
+    config = aggregate.load(flags)  # the job's own flags and environment, as it reads them
+    assert config.kafka.bootstrap_servers == "kafka:19092" and config.job.checkpoint_dir.startswith("/checkpoints/")
+    assert config.job.shuffle_partitions == 8
+
+
+def test_the_operator_tools_read_the_jobs_settings_in_its_container(services, monkeypatch):
+    """`docker compose exec spark-job python -m ops.status` (or ops.verify), the command the README documents, reads
+    the broker, topic, database and checkpoint the job uses: they are the job's environment, which the tools read
+    too, and no flag of the job's command overrides them."""
+    from conf import load_config
+
+    env = pipeline_environment(services["spark-job"], monkeypatch)
+    assert {"PIPELINE_KAFKA_BOOTSTRAP_SERVERS", "PIPELINE_KAFKA_TOPIC", "PIPELINE_MONGO_URI", "PIPELINE_MONGO_DATABASE",
+            "PIPELINE_JOB_CHECKPOINT_DIR"} <= set(env)
+    command = command_of(services["spark-job"])
+    job_flags = command[next(i for i, part in enumerate(command) if part.endswith("jobs/aggregate.py")) + 1:]
+    overridden = {"--bootstrap-servers", "--topic", "--mongo-uri", "--database", "--checkpoint-dir"} & set(job_flags)
+    assert not overridden, f"the job's command overrides what the tools read from the environment: {overridden}"
+    config = load_config()
+    assert (config.kafka.bootstrap_servers, config.job.checkpoint_dir) == ("kafka:19092", "/checkpoints/aggregate")
+    python_path = re.findall(r"PYTHONPATH=(\S+)", (ROOT / "docker" / "Dockerfile").read_text())
+    assert python_path and f"{APP_DIR}/build/interactions.zip" in python_path[-1].split(":"), \
+        "ops.status imports `interactions`: the image's PYTHONPATH must hold the job's archive"
+    readme = (ROOT / "README.md").read_text()
+    for tool in ("ops.status", "ops.verify"):
+        assert f"docker compose exec spark-job python -m {tool}" in readme
+
+
+# --- each image's libraries: one list, pinned once ---------------------------------------------------------------
+
+def requirement_lines(path: Path) -> list[str]:
+    return [line.split("#", 1)[0].strip() for line in path.read_text().splitlines() if line.split("#", 1)[0].strip()]
+
+
+def test_the_app_image_installs_its_own_list_which_the_development_environment_includes():
+    dockerfile = re.sub(r"\\\n", " ", (ROOT / "docker" / "Dockerfile").read_text())
+    installs = re.findall(r"pip install [^\n]*?-r (\S+)", dockerfile)
+    assert installs == ["requirements/app.txt"], installs
+    assert "grep" not in dockerfile and "wc -l" not in dockerfile
+    assert "-r requirements/app.txt" in requirement_lines(ROOT / "requirements.txt")
+    app = requirement_lines(ROOT / "requirements" / "app.txt")
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[\w.]+", line) for line in app), app
+    assert not any(line.startswith("pyspark") for line in app), "the image's Spark provides pyspark"
+
+
+def test_every_pin_of_the_development_environment_is_written_once():
+    names: dict[str, list[str]] = {}
+    for path in [ROOT / "requirements.txt", *sorted((ROOT / "requirements").glob("*.txt"))]:
+        for line in requirement_lines(path):
+            if not line.startswith("-"):
+                names.setdefault(re.split(r"[=<>!~\[ ]", line, maxsplit=1)[0].lower(), []).append(path.name)
+    assert {name: files for name, files in names.items() if len(files) > 1} == {}
+
+
+def test_the_connector_packages_are_exactly_pom_xmls_spark_connectors(services):
+    pom = ElementTree.parse(ROOT / "pom.xml").getroot()
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    properties = {child.tag.split("}")[1]: child.text or "" for child in pom.find("m:properties", ns)}
+
+    def resolved(text: str) -> str:
+        return re.sub(r"\$\{([^}]+)\}", lambda m: properties[m[1]], text)
+
+    profile = next(p for p in pom.iter(f"{{{ns['m']}}}profile") if p.findtext("m:id", namespaces=ns)
+                   == "spark-connectors")
+    expected = {":".join(resolved(dep.findtext(f"m:{part}", namespaces=ns)) for part in
+                         ("groupId", "artifactId", "version")) for dep in profile.iter(f"{{{ns['m']}}}dependency")}
+    command = command_of(services["spark-job"])
+    assert set(command[command.index("--packages") + 1].split(",")) == expected
+
+
+def test_built_images_are_tagged_with_the_projects_version(services):
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    built = {service["image"] for service in services.values() if "build" in service}
+    assert built and all(image.endswith(f":{version}") for image in built), built
 
 
 def test_generator_command_is_accepted_by_the_generator(services):
