@@ -47,7 +47,9 @@ def run_scenario(name: str, args: argparse.Namespace, work: Path, broker: Any, m
     batches = list(db.batches.find({"input_rows": {"$gt": 0}}).sort("batch_id", 1))
     figures["phases"] = [{"batch_ms": b.get("duration_ms"), "plan_ms": b.get("summary_ms"),
                           "connector_ms": b.get("mongo_write_ms"), "derived_ms": b.get("derived_ms"),
-                          "documents": b.get("documents"), "state_rows": b.get("state_rows")} for b in batches]
+                          "documents": b.get("documents"), "state_rows": b.get("state_rows"),
+                          "by_collection": b.get("write_ms_by_collection"), "dashboard_ms": b.get("dashboard_ms")}
+                         for b in batches]
     report = compare(recompute_for(load_config(env={}), read_topic(broker.bootstrap_servers, name)), db)
     if not report.ok:
         print("\n".join(report.lines()[:40]))

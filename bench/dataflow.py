@@ -3,8 +3,9 @@
     .venv/bin/python -m bench.dataflow [--events 1000000] [--batch 250000] [--repeats 2] [--variants ...]
                                        [--out .stack/bench/dataflow.json]
 
-Starts its own Apache Kafka (free ports, a temporary folder), produces a seeded stream with the generator (1 %
-malformed, 1 % late, 2 % duplicates), then runs each variant as a streaming query over the whole topic
+Starts its own Apache Kafka (free ports, a temporary folder), produces outside traffic (bench.traffic: 2,000 users,
+500 items, 3 % malformed of every dead-letter reason, 1 % late, 2 % redelivered), then runs each variant as a
+streaming query over the whole topic
 (available-now trigger, --batch records per micro-batch, Spark's own Kafka source, local[2], a fresh checkpoint)
 into a sink that materializes every row and stores nothing. Variants alternate, --repeats rounds, and the median is
 reported: these machines are noisy, so designs are compared within one run, never across runs.
@@ -27,12 +28,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench import traffic
 from bench.report import write_report
 from bench.services import local_broker
 
@@ -47,10 +48,8 @@ SETTINGS = {
 
 
 def produce(bootstrap: str, topic: str, events: int) -> None:
-    subprocess.run([sys.executable, "-m", "generator", "--bootstrap-servers", bootstrap, "--topic", topic,
-                    "--partitions", "4", "--count", str(events), "--rate", "max", "--seed", "3", "--processes", "2",
-                    "--malformed-ratio", "0.01", "--late-ratio", "0.01", "--duplicate-ratio", "0.02",
-                    "--progress-interval", "3600"], check=True, cwd=ROOT, capture_output=True)
+    traffic.produce(bootstrap, topic, events, traffic.Mix(users=2000, items=500, malformed=0.03, late=0.01,
+                                                          duplicates=0.02, seed=3))
 
 
 def build(spark, variant: str, bootstrap: str, topic: str, batch: int):

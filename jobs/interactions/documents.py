@@ -1,5 +1,6 @@
 """Running totals -> MongoDB documents: which collection, which `_id`, which fields. Pure DataFrame -> DataFrame
-projections (the connector writes them from the executors), plus the few pure-Python helpers the driver needs.
+projections (the connector writes them from the executors), and the pure-Python builders of what the driver writes
+(the window counts, the top lists).
 
 docs/collections.md is the contract these functions implement.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -35,7 +37,6 @@ WINDOW_COLLECTIONS = {MINUTE: MINUTE_COUNTS, HOUR: HOURLY_COUNTS, DAY: DAILY_COU
 # the collections the job derives from the stream (a reset of the database clears exactly these)
 DERIVED = (USER_STATS, ITEM_STATS, MINUTE_COUNTS, HOURLY_COUNTS, DAILY_COUNTS, USER_SLOTS, TOP_USERS, TOP_ITEMS,
            TOP_LISTS, TOTALS, DEAD_LETTERS, LATE_EVENTS, EVENTS_RAW, BATCHES, PIPELINE)
-ISO_SECONDS = "yyyy-MM-dd'T'HH:mm:ss'Z'"  # the session time zone is UTC (the job sets it)
 
 
 def user_stats(totals: DataFrame) -> DataFrame:
@@ -52,15 +53,6 @@ def item_stats(totals: DataFrame) -> DataFrame:
         *[F.col(t) for t in INTERACTION_TYPES], F.coalesce("distinct", F.lit(0)).alias("distinct_users"),
         F.coalesce("revenue", F.lit(0.0)).alias("revenue"),
         F.when(F.col("view") > 0, F.col("purchase") / F.col("view")).alias("view_to_purchase_rate"))
-
-
-def window_counts(totals: DataFrame, facet: str) -> DataFrame:
-    """minute_counts, hourly_counts or daily_counts: per window start x type x platform."""
-    return _facet(totals, facet).select(
-        window_id(F.col("start"), F.col("ftype"), F.col("fplatform")).alias("_id"),
-        F.col("start").alias("window_start"), _plus(F.col("start"), WINDOWS[facet]).alias("window_end"),
-        F.col("ftype").alias("interaction_type"), F.col("fplatform").alias("platform"),
-        F.col("interactions").alias("events"), F.coalesce("revenue", F.lit(0.0)).alias("revenue"))
 
 
 def dead_letters(totals: DataFrame, topic: str, batch_id: int) -> DataFrame:
@@ -94,21 +86,22 @@ def archived_events(totals: DataFrame, topic: str) -> DataFrame:
         F.col("record.offset").alias("offset"), F.col("record.kafka_timestamp").alias("kafka_timestamp"))
 
 
-def window_id(start: Column, interaction_type: Column, platform: Column) -> Column:
-    return F.concat_ws("|", F.date_format(start, ISO_SECONDS), interaction_type, platform)
-
-
 def window_key(start: dt.datetime, interaction_type: str, platform: str) -> str:
-    """window_id in Python (the same text)."""
+    """A window document's `_id`: its start (UTC, to the second), interaction type and platform."""
     return f"{start.astimezone(dt.UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}|{interaction_type}|{platform}"
+
+
+def window_documents(facet: str, rows: Iterable[tuple[dt.datetime, str, str, int, float]]) -> list[dict[str, Any]]:
+    """minute_counts, hourly_counts or daily_counts documents: per window start x type x platform, from the
+    absolute figures the driver's summary holds (a few hundred a batch, written by the driver, dashboard first)."""
+    length = WINDOWS[facet]
+    return [{"_id": window_key(start, kind, platform), "window_start": start, "window_end": start + length,
+             "interaction_type": kind, "platform": platform, "events": events, "revenue": revenue}
+            for start, kind, platform, events, revenue in rows]
 
 
 def _facet(totals: DataFrame, facet: str) -> DataFrame:
     return totals.where(F.col("facet") == facet)
-
-
-def _plus(start: Column, length: dt.timedelta) -> Column:
-    return start + F.make_dt_interval(secs=F.lit(length.total_seconds()))
 
 
 def _coordinates(topic: str) -> Column:
@@ -139,7 +132,6 @@ def collection_writers(topic: str, archive: bool) -> dict[str, Callable[[DataFra
     writers: dict[str, Callable[[DataFrame, int], DataFrame]] = {
         USER_STATS: lambda t, b: user_stats(t),
         ITEM_STATS: lambda t, b: item_stats(t),
-        **{name: _window_writer(facet) for facet, name in WINDOW_COLLECTIONS.items()},
         DEAD_LETTERS: lambda t, b: dead_letters(t, topic, b),
         LATE_EVENTS: lambda t, b: late_events(t, topic, b),
     }
@@ -148,12 +140,7 @@ def collection_writers(topic: str, archive: bool) -> dict[str, Callable[[DataFra
     return writers
 
 
-def _window_writer(facet: str) -> Callable[[DataFrame, int], DataFrame]:
-    return lambda t, b: window_counts(t, facet)
-
-
-# written first (the dashboard reads them), and written as inserts (each document once, keyed by its own record)
-DASHBOARD = (MINUTE_COUNTS, HOURLY_COUNTS, DAILY_COUNTS)
+# written as inserts (each document once, keyed by its own record)
 INSERTED = (DEAD_LETTERS, LATE_EVENTS, EVENTS_RAW)
 FACET_OF = {USER_STATS: USER, ITEM_STATS: ITEM, MINUTE_COUNTS: MINUTE, HOURLY_COUNTS: HOUR, DAILY_COUNTS: DAY,
             DEAD_LETTERS: DEAD_LETTER, LATE_EVENTS: LATE, EVENTS_RAW: ARCHIVE}

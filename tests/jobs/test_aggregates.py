@@ -143,7 +143,9 @@ def test_documents_are_flat_keyed_and_typed(spark_session):
     items = {r["_id"]: r for r in rows_of(documents.item_stats(totals))}
     assert items["i1"]["view_to_purchase_rate"] == pytest.approx(1 / 2)
     assert items["i2"]["view_to_purchase_rate"] == pytest.approx(0.0)
-    minutes = {r["_id"]: r for r in rows_of(documents.window_counts(totals, "minute"))}
+    figures = [(r["start"], r["ftype"], r["fplatform"], r["interactions"], r["revenue"]) for r in rows_of(totals)
+               if r["facet"] == "minute"]
+    minutes = {d["_id"]: d for d in documents.window_documents("minute", figures)}
     key = documents.window_key(T0 + dt.timedelta(minutes=1), "view", "android")
     assert key == "2026-11-28T10:01:00Z|view|android" and minutes[key]["events"] == 1
     assert minutes[key]["window_end"] == T0 + dt.timedelta(minutes=2)

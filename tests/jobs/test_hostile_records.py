@@ -112,16 +112,17 @@ def test_a_rule_that_raises_sets_that_record_aside_and_the_stream_goes_on(monkey
     class, and classifies the others as usual (the property test holds that no input reaches it today)."""
     import interactions.parsing as parsing
 
-    real = parsing.invalid_reason
+    real = parsing.event_time_micros
+    trouble = "2026-11-28T11:59:59.999Z"
 
-    def broken(event, received_us, skew_us):
-        if event.get("user_id") == "trouble":
+    def broken(text):
+        if text == trouble:
             raise ZeroDivisionError("a bug")
-        return real(event, received_us, skew_us)
+        return real(text)
 
-    monkeypatch.setattr(parsing, "invalid_reason", broken)
+    monkeypatch.setattr(parsing, "event_time_micros", broken)
     source = pa.RecordBatch.from_pydict({
-        "value": pa.array([event(user_id="trouble"), event(event_id="e-2")], pa.binary()),
+        "value": pa.array([event(event_time=trouble), event(event_id="e-2")], pa.binary()),
         "partition": pa.array([0, 0], pa.int32()), "offset": pa.array([0, 1], pa.int64()),
         "timestamp": pa.array([micros(RECEIVED)] * 2, pa.timestamp("us", tz="UTC"))})
     run = classify_batches("t", max_future_skew_s=600, allowed_lateness_s=120, archive=False)

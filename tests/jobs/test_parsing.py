@@ -136,3 +136,14 @@ def test_a_malformed_record_is_never_also_late():
 def test_an_event_id_cannot_pass_for_a_record_s_coordinates():
     [row] = records([with_changes(event_id="r1:0")])
     assert row["dedup_key"] == "er1:0"
+
+
+def test_the_typed_fast_path_names_the_contracts_enumerations():
+    import typing
+
+    from contract.events import INTERACTION_TYPES, PLATFORMS
+    from interactions.parsing import TypedEvent
+
+    hints = typing.get_type_hints(TypedEvent)
+    assert typing.get_args(hints["interaction_type"]) == INTERACTION_TYPES
+    assert typing.get_args(hints["platform"]) == PLATFORMS

@@ -2,9 +2,10 @@
 
 1. The batch (the aggregation's output: a few documents per changed key, plus the passing records) is cached, and
    one small Spark job brings the driver its summary (interactions.sinks.summary).
-2. The dashboard first: the minute, hour and day counts (the MongoDB Spark connector, from the executors, by `_id`),
-   then the totals and the top lists (the driver, each once per batch id): a few hundred documents, so the dashboard
-   is fresh even when the batch changes tens of thousands of users and items.
+2. The dashboard first: the minute, hour and day counts (whole documents by `_id`, from the summary's absolute
+   figures), then the totals and the top lists (each once per batch id), all from the driver with pymongo: a few
+   hundred documents and no Spark job, so the dashboard is fresh even when the batch changes tens of thousands of
+   users and items.
 3. Then the rest, side by side: user_stats and item_stats through the connector (whole documents by `_id`); dead
    letters, late events and the archive as inserts from the executors (interactions.sinks.inserts); then the totals
    if they had to wait for these (a recount of users and items, or the item extremes, reads them), the top users of
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
-from pymongo import MongoClient
+from pymongo import MongoClient, ReplaceOne
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame
 
@@ -76,6 +77,7 @@ class BatchWriter:
         self.write, self.insert = write, insert  # the connector's replace, the set-aside inserts (tests inject)
         self.recent = RecentUsers(settings.recent_window, settings.recent_slide, settings.top_n_users_last_hour)
         self.writers = docs.collection_writers(settings.topic, settings.archive)
+        self.write_ms: dict[str, int] = {}  # the last batch's, per collection
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         started = time.monotonic()
@@ -89,14 +91,16 @@ class BatchWriter:
             batch.unpersist()
             return
         s = self.settings
-        written = {collection: summary.documents.get(docs.FACET_OF[collection], 0) for collection in self.writers}
+        self.write_ms = {}
+        written = {collection: summary.documents.get(docs.FACET_OF[collection], 0)
+                   for collection in (*docs.WINDOW_COLLECTIONS.values(), *self.writers)}
         written = {collection: rows for collection, rows in written.items() if rows}
         with client(s.uri) as mongo:
             db = mongo[s.database]
-            write_s = self._write_documents(batch, batch_id, [c for c in written if c in docs.DASHBOARD])
+            self._write_windows(db, summary)
             totals_state = self._totals_and_lists(db, summary, batch_id, documents_written=False)
             dashboard_s = time.monotonic() - started
-            write_s += self._write_documents(batch, batch_id, [c for c in written if c not in docs.DASHBOARD])
+            write_s = self._write_documents(batch, batch_id, [c for c in written if c in self.writers])
             derived_started = time.monotonic()
             if totals_state == totals.NEEDS_DOCUMENTS:
                 self._totals_and_lists(db, summary, batch_id, documents_written=True)
@@ -111,6 +115,7 @@ class BatchWriter:
                 "changed_documents": sum(written.values()), "documents": written, "dry_run": s.dry_run,
                 "write_ms": int((time.monotonic() - started) * 1000), "summary_ms": int(summary_s * 1000),
                 "dashboard_ms": int(dashboard_s * 1000), "mongo_write_ms": int(write_s * 1000),
+                "write_ms_by_collection": self.write_ms,
                 "derived_ms": int(derived_s * 1000)}}, upsert=True)
         batch.unpersist()
         if summary.unexpected_errors:
@@ -137,10 +142,22 @@ class BatchWriter:
             WRITERS, f"{self.settings.query} batch {batch_id}")
         return time.monotonic() - began
 
+    def _write_windows(self, db, summary: Summary) -> None:
+        """The minute, hour and day counts this batch changed, whole documents by `_id` (absolute values)."""
+        if self.settings.dry_run:
+            return
+        for facet, collection in docs.WINDOW_COLLECTIONS.items():
+            documents = docs.window_documents(facet, summary.windows[facet])
+            if documents:
+                db[collection].bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in documents],
+                                          ordered=False)
+
     def _write_collection(self, batch: DataFrame, batch_id: int, collection: str) -> None:
         s = self.settings
+        began = time.monotonic()
         write = self.insert if collection in docs.INSERTED else self.write
         write(self.writers[collection](batch, batch_id), s.uri, s.database, collection, s.write_batch_size)
+        self.write_ms[collection] = int((time.monotonic() - began) * 1000)
 
     def _totals_and_lists(self, db, summary: Summary, batch_id: int, *, documents_written: bool) -> str | None:
         """The totals and the top lists, once per batch id; NEEDS_DOCUMENTS when the totals must wait for the

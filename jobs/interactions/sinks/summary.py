@@ -12,11 +12,12 @@ import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from interactions.facets import GLOBAL, ITEM, MINUTE, USER, USER_MINUTE, USER_SLOT
+from interactions.facets import DAY, GLOBAL, HOUR, ITEM, MINUTE, USER, USER_MINUTE, USER_SLOT
 from interactions.parsing import DEAD_LETTER, UNEXPECTED
 
-SUMMARY_FACETS = (GLOBAL, USER, ITEM, MINUTE, USER_SLOT, USER_MINUTE)
+SUMMARY_FACETS = (GLOBAL, USER, ITEM, MINUTE, HOUR, DAY, USER_SLOT, USER_MINUTE)
 Counted = tuple[str, int]  # (key, interactions)
+WindowRow = tuple[dt.datetime, str, str, int, float]  # (window start, interaction type, platform, events, revenue)
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Summary:
     new_users: int = 0
     items: list[Counted] = field(default_factory=list)
     new_items: int = 0
-    minutes: list[tuple[dt.datetime, str, str, int, float]] = field(default_factory=list)
+    windows: dict[str, list[WindowRow]] = field(default_factory=lambda: {MINUTE: [], HOUR: [], DAY: []})
     slots: list[tuple[str, dt.datetime, int]] = field(default_factory=list)  # (user, slot start, interactions)
     user_rates: list[tuple[dt.datetime, str, int]] = field(default_factory=list)  # (window start, user, count)
     documents: dict[str, int] = field(default_factory=dict)  # facet -> rows this batch changed
@@ -42,6 +43,10 @@ class Summary:
     @property
     def has_data(self) -> bool:
         return self.batch_time is not None
+
+    @property
+    def minutes(self) -> list[WindowRow]:
+        return self.windows[MINUTE]
 
     @property
     def duplicates(self) -> int:
@@ -88,9 +93,9 @@ def summarize(rows: list[dict[str, Any]]) -> Summary:
         elif facet == ITEM:
             summary.items.append((row["key"], int(row["interactions"])))
             summary.new_items += bool(row["new"])
-        elif facet == MINUTE:
-            summary.minutes.append((row["start"], row["ftype"], row["fplatform"], int(row["interactions"]),
-                                    float(row["revenue"] or 0.0)))
+        elif facet in summary.windows:
+            summary.windows[facet].append((row["start"], row["ftype"], row["fplatform"], int(row["interactions"]),
+                                           float(row["revenue"] or 0.0)))
         elif facet == USER_SLOT:
             summary.slots.append((row["key"], row["start"], int(row["interactions"])))
         elif facet == USER_MINUTE:
