@@ -1,16 +1,18 @@
-"""The same batch of documents written by the MongoDB Spark connector and by pymongo, side by side.
+"""The same batch of per-key documents written by the MongoDB Spark connector and by pymongo, side by side.
 
-    .venv/bin/python -m bench.sink_paths [--events 250000] [--rounds 2] [--out .stack/bench/sink_paths.json]
+    .venv/bin/python -m bench.sink_paths [--events 300000] [--users 300000] [--items 75000] [--rounds 2]
+                                         [--out .stack/bench/sink_paths.json]
 
-Starts its own Apache Kafka and MongoDB-protocol server, produces --events generator events, and builds from them
-the documents one micro-batch of the job writes (interactions.dataflow and interactions.documents in batch mode:
-user_stats, item_stats, minute/hourly/daily counts, dead letters), cached. Then writes them, each path into its own
+Starts its own Apache Kafka and MongoDB-protocol server, produces --events ordinary events as an outside producer
+sends them (bench.traffic; by default the key space of a site with many users: a batch touches tens of thousands),
+and builds from them the per-key documents one micro-batch of the job writes (interactions.dataflow and
+interactions.documents in batch mode: user_stats, item_stats), cached. Then writes them, each path into its own
 database, first into empty collections (inserts) and then again (replacing existing documents, as every later batch
 does), alternating the paths each round:
 
     connector          the job's path: DataFrame.write.format("mongodb"), ReplaceOne upserts from the executors
-    pymongo executors  mapPartitions + pymongo bulk_write(ReplaceOne upserts, unordered, 5,000 a bulk)
-    pymongo driver     collect to the driver + the same bulks from one client
+    pymongo executors  mapInArrow + pymongo bulk_write(ReplaceOne upserts, unordered, 5,000 a bulk)
+    pymongo driver     collect to the driver (Arrow) + the same bulks from one client
 
 Reported: documents/s per path and phase (median of the rounds). The database server is the same process for all.
 """
@@ -19,12 +21,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from bench import traffic
 from bench.report import write_report
 from bench.services import local_services
 
@@ -47,9 +49,9 @@ def batch_documents(spark, bootstrap: str, topic: str) -> dict:
     partials = classified.mapInArrow(facets.partial_facets_function(120, 300, None, False),
                                      from_arrow_schema(facets.partial_schema(False)))
     totals = aggregates.running_totals(partials).cache()
-    out = {name: build(totals, 0) for name, build in documents.collection_writers(topic, archive=False).items()}
-    out = {name: frame.cache() for name, frame in out.items() if frame.count()}
-    return out
+    out = {name: build(totals, 0) for name, build in documents.collection_writers(topic, archive=False).items()
+           if name in (documents.USER_STATS, documents.ITEM_STATS)}
+    return {name: frame.cache() for name, frame in out.items() if frame.count()}
 
 
 def write_connector(frames: dict, uri: str, database: str) -> None:
@@ -61,21 +63,18 @@ def write_connector(frames: dict, uri: str, database: str) -> None:
 
 def write_executors(frames: dict, uri: str, database: str) -> None:
     for collection, frame in frames.items():
-        def write_partition(rows, collection=collection):
+        def write_partition(batches, collection=collection):
+            import pyarrow as pa
             from pymongo import MongoClient, ReplaceOne
 
             with MongoClient(uri) as client:
                 target = client[database][collection]
-                bulk = []
-                for row in rows:
-                    doc = row.asDict(recursive=True)
-                    bulk.append(ReplaceOne({"_id": doc["_id"]}, doc, upsert=True))
-                    if len(bulk) >= BULK:
-                        target.bulk_write(bulk, ordered=False)
-                        bulk = []
-                if bulk:
-                    target.bulk_write(bulk, ordered=False)
-        frame.foreachPartition(write_partition)
+                docs = [doc for batch in batches for doc in batch.to_pylist()]
+                for start in range(0, len(docs), BULK):
+                    target.bulk_write([ReplaceOne({"_id": d["_id"]}, d, upsert=True)
+                                       for d in docs[start:start + BULK]], ordered=False)
+            yield pa.RecordBatch.from_pydict({"n": [len(docs)]})
+        frame.mapInArrow(write_partition, "n long").collect()
 
 
 def write_driver(frames: dict, uri: str, database: str) -> None:
@@ -83,7 +82,7 @@ def write_driver(frames: dict, uri: str, database: str) -> None:
 
     with MongoClient(uri, document_class=dict) as client:
         for collection, frame in frames.items():
-            docs = [row.asDict(recursive=True) for row in frame.collect()]
+            docs = frame.toArrow().to_pylist()
             for start in range(0, len(docs), BULK):
                 client[database][collection].bulk_write(
                     [ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in docs[start:start + BULK]], ordered=False)
@@ -94,7 +93,9 @@ WRITERS = {"connector": write_connector, "pymongo executors": write_executors, "
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=250_000)
+    parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--users", type=int, default=300_000)
+    parser.add_argument("--items", type=int, default=75_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / ".stack" / "bench" / "sink_paths.json"))
     args = parser.parse_args()
@@ -105,10 +106,8 @@ def main() -> int:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     seconds: dict[str, dict[str, list[float]]] = {p: {"insert": [], "replace": []} for p in PATHS}
     with local_services("bench-sink-paths-") as (work, broker, mongo):
-        subprocess.run([sys.executable, "-m", "generator", "--bootstrap-servers", broker.bootstrap_servers,
-                        "--topic", "bench", "--count", str(args.events), "--rate", "max", "--seed", "4",
-                        "--malformed-ratio", "0.005", "--progress-interval", "3600"],
-                       check=True, cwd=ROOT, capture_output=True)
+        traffic.produce(broker.bootstrap_servers, "bench", args.events,
+                        traffic.Mix(users=args.users, items=args.items, seed=4))
         spark = (SparkSession.builder.master("local[2]").appName("bench-sink-paths")
                  .config("spark.sql.shuffle.partitions", "2").config("spark.ui.enabled", "false")
                  .config("spark.sql.session.timeZone", "UTC").getOrCreate())
@@ -136,7 +135,8 @@ def main() -> int:
     print(f"\n{'path':<20}{'insert docs/s':>15}{'replace docs/s':>16}")
     for path, figures in summary.items():
         print(f"{path:<20}{figures['insert']:>15,.0f}{figures['replace']:>16,.0f}")
-    write_report(args.out, events=args.events, documents=counts, rounds=args.rounds, documents_per_s=summary,
+    write_report(args.out, events=args.events, users=args.users, items=args.items, documents=counts,
+                 rounds=args.rounds, documents_per_s=summary,
                  seconds=seconds)
     return 0
 
