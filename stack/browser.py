@@ -106,6 +106,14 @@ class Browser:
     def set_window_size(self, width: int, height: int) -> None:
         self._session_call("POST", "/window/rect", {"width": width, "height": height})
 
+    def point_at(self, css: str, x: int, y: int) -> None:
+        """Move the mouse to (x, y) pixels from the centre of the element `css` selects (hovering it, as a user
+        reading a chart's tooltip does)."""
+        move = {"type": "pointerMove", "duration": 0, "x": x, "y": y,
+                "origin": {"element-6066-11e4-a52e-4f735466cecf": self.find(css)}}
+        self._session_call("POST", "/actions", {"actions": [
+            {"type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"}, "actions": [move]}]})
+
     def screenshot(self) -> bytes:
         return base64.b64decode(self._session_call("GET", "/screenshot"))
 
@@ -194,6 +202,17 @@ return Array.from(document.querySelectorAll('.dashboard-component-chart-holder')
           error: error ? error.innerText.slice(0, 300) : null, text: text.slice(0, 300)};
 });
 """
+
+
+def fit_window_to_page(browser: Browser, attempts: int = 5) -> None:
+    """Grow the window until the whole dashboard fits the viewport (the outer size includes the browser's frame)."""
+    for _ in range(attempts):
+        page, inner, outer = browser.run_js(
+            "return [document.documentElement.scrollHeight, window.innerHeight, window.outerHeight]")
+        if inner >= page:
+            return
+        browser.set_window_size(BROWSER_WIDTH, page + outer - inner)
+    raise AssertionError(f"the window never fitted the page ({page} px high, viewport {inner} px)")
 
 
 def all_settled(count: int) -> Callable[[list[dict]], bool]:

@@ -19,6 +19,11 @@ execution-strategy object has these faults, each seen on this dashboard:
 - `WHERE a >= x AND a < y` becomes `{"$and": [{a: {$gte: x}}, {a: {$lt: y}}]}`, which SecantusDB (the local
   MongoDB-protocol server) answers with a collection scan: 4 s instead of 0.05 s for one hour of 210k minute
   documents. Here such a filter is sent as the equivalent `{a: {$gte: x, $lt: y}}`, which its index serves.
+- it types each SQLite column by the Python type of its values, `int` alone counting as an integer: a BSON int64
+  (`bson.Int64`: every count the job's connector writes, and the item extremes in `totals`), a field absent from
+  the first document, or ints among doubles made the column TEXT. A count came back as text, MIN and MAX compared
+  as text, and Superset's big number drew the string "1" as a date ("2001"). Here a column is INTEGER or REAL
+  whenever every value present is a number (`mongodb_sql.column_types`).
 - nothing says what a chart cost in MongoDB. Here each chart query logs one line (logger `mongodb_reads`): the
   collection, the `find` filter, the documents MongoDB returned, the rows of the outer query and the time taken.
 """
@@ -35,7 +40,7 @@ from pymongosql.superset_mongodb.detector import QueryInfo, SubqueryDetector
 from pymongosql.superset_mongodb.executor import SupersetExecution
 from pymongosql.superset_mongodb.query_db_sqlite import QueryDBSQLite
 
-from mongodb_sql import merged_filter, split_subquery
+from mongodb_sql import column_types, merged_filter, split_subquery, sqlite_value
 
 logger = logging.getLogger("mongodb_reads")
 _current = threading.local()  # the query this thread is answering: plan, columns, collection, filter, documents
@@ -60,7 +65,8 @@ class ParenthesisedSubquery(SubqueryDetector):
 
 
 class IntermediateTable(QueryDBSQLite):
-    """pymongosql's in-memory SQLite stage, which also makes the table when MongoDB returned no documents."""
+    """pymongosql's in-memory SQLite stage, with each column typed by all its values (a number stays a number) and
+    the table made also when MongoDB returned no documents."""
 
     def insert_records(self, table_name: str, records: list[dict[str, Any]],
                        schema: dict[str, str] | None = None) -> int:
@@ -69,6 +75,9 @@ class IntermediateTable(QueryDBSQLite):
         if not records and columns and table_name not in self._tables:
             self.create_table(table_name, {column: "" for column in columns})  # untyped: no rows to type them by
             return 0
+        if schema is None and table_name not in self._tables:
+            schema = column_types(records)
+        records = [{column: sqlite_value(value) for column, value in record.items()} for record in records]
         return super().insert_records(table_name, records, schema)
 
 

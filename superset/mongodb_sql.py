@@ -1,9 +1,12 @@
-"""The SQL-text and filter-document corrections superset/mongodb_reads.py makes to pymongosql's queries, kept free of
-pymongosql so that the tests (which run outside superset/.venv) can check them directly."""
+"""The SQL-text, filter-document and column-type corrections superset/mongodb_reads.py makes to pymongosql's queries,
+kept free of pymongosql so that the tests (which run outside superset/.venv) can check them directly."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from bson.decimal128 import Decimal128
 
 _FROM_PARENTHESIS = re.compile(r"\bFROM\s*\(", re.IGNORECASE)
 _SELECT = re.compile(r"\s*SELECT\s", re.IGNORECASE)
@@ -70,3 +73,50 @@ def merged_filter(query: dict[str, Any]) -> dict[str, Any]:
 
 def _operators_only(condition: Any) -> bool:
     return isinstance(condition, dict) and bool(condition) and all(key.startswith("$") for key in condition)
+
+
+# SQLite column types of the in-memory table a chart's outer query runs on.
+INTEGER, REAL, TEXT, UNTYPED = "INTEGER", "REAL", "TEXT", ""
+
+
+def column_types(documents: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    """The SQLite type of each column of the documents a `find` returned, decided by all their values: INTEGER when
+    every value is an integer (BSON int32 and int64 alike), REAL when every value is a number and one is not an
+    integer, TEXT when any value is something else (a string, a date), no type when no document has a value.
+    A null or an absent field says nothing about the column.
+
+    pymongosql types a column by the Python type of its values and makes it TEXT when they differ, with `int` only as
+    the type of an integer: an int64 (pymongo's `bson.Int64`, what the job's connector writes for every count, and
+    what `totals` holds for the item extremes), a column whose first document lacks the field (None, then a number)
+    and a column of ints and doubles all became TEXT. SQLite then returned MIN and MAX of that column as text,
+    compared as text ("9" > "10"), Superset saw a string column, and the big-number chart formatted a count as a
+    date ("1" drawn as "2001")."""
+    kinds: dict[str, set[str]] = {}
+    for document in documents:
+        for column, value in document.items():
+            kinds.setdefault(column, set())
+            if value is not None:
+                kinds[column].add(_kind(value))
+    return {column: _sqlite_type(found) for column, found in kinds.items()}
+
+
+def sqlite_value(value: Any) -> Any:
+    """A document's value as the SQLite table takes it: a BSON decimal as a float, anything else as it is (an Int64
+    is an int)."""
+    return float(value.to_decimal()) if isinstance(value, Decimal128) else value
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, int):  # bool and bson.Int64 included
+        return INTEGER
+    if isinstance(value, (float, Decimal128)):
+        return REAL
+    return TEXT
+
+
+def _sqlite_type(kinds: set[str]) -> str:
+    if not kinds:
+        return UNTYPED
+    if TEXT in kinds:
+        return TEXT
+    return REAL if REAL in kinds else INTEGER

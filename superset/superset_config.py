@@ -7,6 +7,7 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import sys
@@ -74,6 +75,10 @@ SUPERSET_WEBSERVER_TIMEOUT = 120  # = gunicorn --timeout in superset/provision
 # The bundle's virtual datasets carry a chart's time range into their MongoDB `find` through Jinja (`from_dttm`,
 # `to_dttm`): without it every chart would read its whole collection (docs/dashboard.md).
 FEATURE_FLAGS = {"ENABLE_TEMPLATE_PROCESSING": True}
+
+# pymongosql logs "Successfully connected to MongoDB at <host>" at INFO, where <host> is the whole URI with its
+# password: superset.log (and a container's output) must not carry it. Its warnings and errors still show.
+logging.getLogger("pymongosql").setLevel(logging.WARNING)
 
 # Chart queries through pymongosql: empty results show "No data", plans kept per thread, one log line per MongoDB read.
 sys.path.insert(0, str(_HERE))

@@ -167,8 +167,5 @@ def test_the_containers_output_shows_no_superset_secret(superset_run, compose_va
     assert compose_variables[secret] not in superset_run.output
 
 
-@pytest.mark.xfail(strict=True, reason="pymongosql logs 'Successfully connected to MongoDB at <URI with its password>' "
-                                       "at INFO into superset.log, which the container prints; the fix belongs in "
-                                       "superset/superset_config.py (lower the pymongosql.connection logger)")
 def test_the_containers_output_shows_no_mongodb_password(superset_run, compose_variables):
     assert compose_variables["MONGO_ROOT_PASSWORD"] not in superset_run.output

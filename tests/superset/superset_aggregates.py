@@ -1,17 +1,33 @@
 """Known aggregates for the dashboard tests, written the way docs/collections.md says the job writes them, and the
 numbers every chart must show, computed here in plain Python (independently of Superset, SQLite and pymongosql).
 
-Times are naive UTC datetimes, as pymongo returns BSON dates. The data sit around `written_at` so that the charts'
-time ranges ("the last 60 one-minute windows", "today") cut through them: some documents fall inside, some outside,
-some exactly on a boundary, and a few minute windows lie ahead of the clock (the job accepts events up to
-`max_future_skew` ahead). What a chart must show depends on the dashboard's filters, given as a `View`.
+Times are naive UTC datetimes, as pymongo returns BSON dates. Numbers have the BSON types the job writes: the Spark
+connector writes every count of the window collections as an int64 (`bson.Int64`), and `totals` takes its item
+extremes from `item_stats`, int64 again; the top lists and the other totals are written from Python ints.
+
+`KnownEvents` are the other kind of known data: records made by hand (malformed, late and duplicate ones among
+them), and the documents the project's independent recomputation (`ops.verify`) says a correct job writes for them.
+
+The data sit around `written_at` so that the charts' time ranges ("the last 60 one-minute windows", "today") cut
+through them: some documents fall inside, some outside, some exactly on a boundary, and a few minute windows lie
+ahead of the clock (the job accepts events up to `max_future_skew` ahead). What a chart must show depends on the
+dashboard's filters, given as a `View`.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
+
+from bson.int64 import Int64
+
+from conf import load_config
+from ops.verify import Record, recompute_for
 
 INTERACTION_TYPES = ("login", "logout", "view", "click", "scroll", "add_to_cart", "purchase")
 PLATFORMS = ("web", "ios", "android")
@@ -185,7 +201,7 @@ def build(written_at: dt.datetime, seed: int = 20261128) -> KnownAggregates:
     rng.shuffle(data.top_users)  # stored out of order: the tables must sort by rank (numerically: 10 after 9)
     rng.shuffle(data.top_items)
     data.totals = {"_id": "all", "events": 1_234_567, "users": 9_876, "items": 1_999, "purchases": 4_321,
-                   "revenue": 98_765.43, "max_item_interactions": 7_021, "min_item_interactions": 3,
+                   "revenue": 98_765.43, "max_item_interactions": Int64(7_021), "min_item_interactions": Int64(3),
                    "avg_interactions_per_user": 125.0625, "dead_letters": 17, "late_events": 42,
                    "updated_at": written_at}
     first = written_at - BATCH_INTERVAL * (BATCHES_WRITTEN - 1)
@@ -203,5 +219,148 @@ def build(written_at: dt.datetime, seed: int = 20261128) -> KnownAggregates:
 def _window_doc(start: dt.datetime, width: dt.timedelta, interaction: str, platform: str, events: int) -> dict:
     revenue = round(events * 19.99, 2) if interaction == "purchase" else 0.0
     return {"_id": f"{start.isoformat()}Z|{interaction}|{platform}", "window_start": start,
-            "window_end": start + width, "interaction_type": interaction, "platform": platform, "events": events,
-            "revenue": revenue}
+            "window_end": start + width, "interaction_type": interaction, "platform": platform,
+            "events": Int64(events), "revenue": revenue}
+
+
+# Known events (KnownEvents): the job's settings, and ids that must reach the page as the text they are.
+CONFIG = load_config(env={})  # the job's defaults: lateness, future skew, top-N sizes, the recent window
+TOPIC = "interactions"
+PARTITIONS = 4
+MARKUP_USER = '<a href="https://example.com/">link</a><img src="https://example.com/t.png"><b>over</b>'
+CONTROL_USER = ("tab\there\x07bell\x1b[31mred\x00nul\u202eevil\u200b\U0001F600 ").ljust(128, "\u00e9")
+MARKUP_ITEM = '<img src="https://example.com/i.png" onerror="document.title=1"><b style="position:fixed;inset:0">x</b>'
+BUSIEST = 1234   # interactions of the busiest item
+CONNECTOR_COLLECTIONS = ("user_stats", "item_stats", "minute_counts", "hourly_counts", "daily_counts")
+BATCH = dt.timedelta(seconds=5)
+
+
+# --- known events: records made by hand, the documents from the independent recomputation -------------------------
+
+def payload(n: int, when: dt.datetime, user: str, kind: str, item: str | None = None, platform: str = "web",
+            price: float | None = None, quantity: int | None = None) -> str:
+    return json.dumps({"event_id": f"e{n}", "user_id": user, "item_id": item, "interaction_type": kind,
+                       "platform": platform, "session_id": f"s{n % 97}", "price": price, "quantity": quantity,
+                       "event_time": when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z", "country": "DE"})
+
+
+def known_records(end: dt.datetime, span: dt.timedelta) -> list[Record]:
+    """About 3,000 records with event times over the `span` before `end`: events of 42 users (one named with markup,
+    one with control characters) on 32 items (the busiest with BUSIEST interactions, one with one), logins without
+    an item, purchases; and malformed records, events an hour late, and redelivered duplicates."""
+    rng = random.Random(20261208)
+    start = end - span
+    users = [MARKUP_USER, CONTROL_USER] + [f"u{n:03d}" for n in range(40)]
+    weights = [60, 45] + [40 - n for n in range(40)]  # the two odd ids among the busiest: in every top list
+    items = [MARKUP_ITEM] + [f"i{n:03d}" for n in range(30)]
+    sent: list[tuple[str, dt.datetime]] = []  # (payload, broker time)
+
+    def send(n: int, kind: str, item: str | None, **fields: Any) -> None:
+        when = start + span * rng.random()
+        user = rng.choices(users, weights)[0]
+        platform = rng.choice(("web", "web", "ios", "android"))
+        sent.append((payload(n, when, user, kind, item, platform, **fields),
+                     when + dt.timedelta(milliseconds=rng.randint(50, 3000))))
+
+    n = 0
+    for _ in range(BUSIEST):
+        send(n := n + 1, rng.choice(("view", "view", "click", "scroll")), "i-busy")
+    send(n := n + 1, "view", "i-quiet")
+    for _ in range(1500):
+        kind = rng.choices(("view", "click", "scroll", "add_to_cart", "purchase"), (40, 25, 15, 12, 8))[0]
+        item = rng.choices(items, [50] + [30 - i for i in range(30)])[0]
+        purchase = {"price": round(rng.uniform(1, 300), 2), "quantity": rng.randint(1, 3)} if kind == "purchase" \
+            else {}
+        send(n := n + 1, kind, item, **purchase)
+    for _ in range(200):
+        send(n := n + 1, rng.choice(("login", "logout")), None)
+    events = list(sent)
+    for raw, broker in rng.sample(events, 25):  # redelivered within the duplicate window
+        sent.append((raw, broker + dt.timedelta(seconds=rng.randint(1, 90))))
+    for k in range(15):  # an hour late
+        broker = start + span * rng.random()
+        sent.append((payload(n := n + 1, broker - dt.timedelta(hours=1), f"u{k:03d}", "view", "i000"), broker))
+    malformed = ["not json", "", "[1, 2]", json.dumps({"event_id": "x"}),
+                 payload(0, end, "u" * 129, "view", "i000"), payload(0, end, "u001", "teleport", "i000")]
+    for k in range(20):
+        sent.append((malformed[k % len(malformed)].replace('"e0"', f'"bad{k}"'), start + span * rng.random()))
+    sent.sort(key=lambda record: record[1])
+    offsets = Counter[int]()
+    records = []
+    for k, (raw, broker) in enumerate(sent):
+        partition = k % PARTITIONS
+        records.append(Record(raw, partition, offsets[partition], broker, topic=TOPIC))
+        offsets[partition] += 1
+    return records
+
+
+def as_stored(collection: str, document: dict[str, Any]) -> dict[str, Any]:
+    """The document with the BSON types the job writes: the Spark connector writes every integer of its
+    collections as an int64, and `totals` takes its item extremes from `item_stats` (int64 again)."""
+    if collection in CONNECTOR_COLLECTIONS:
+        return {key: Int64(value) if type(value) is int else value for key, value in document.items()}
+    if collection == "totals":
+        return {**document, "max_item_interactions": Int64(document["max_item_interactions"]),
+                "min_item_interactions": Int64(document["min_item_interactions"])}
+    return dict(document)
+
+
+def batches_of(records: list[Record], expected: Any) -> list[dict[str, Any]]:
+    """`batches`: one micro-batch per 5 s of broker time, each with the dead letters and late events the
+    recomputation set aside among its records (found by their Kafka coordinates)."""
+    slots: dict[dt.datetime, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for record in records:
+        assert record.timestamp is not None
+        slot = slots[_floor(record.timestamp, BATCH)]
+        key = (record.topic, record.partition, record.offset)
+        slot[0] += 1
+        slot[1] += key in expected.rejected
+        slot[2] += key in expected.late_at
+    return [{"_id": f"interactions:{batch_id}", "query": "interactions", "batch_id": batch_id,
+             "processed_at": (slot + BATCH).replace(tzinfo=None), "input_rows": rows, "dead_letters": dead,
+             "late_events": late, "duplicates": 0}
+            for batch_id, (slot, (rows, dead, late)) in enumerate(sorted(slots.items()))]
+
+
+def _floor(t: dt.datetime, width: dt.timedelta) -> dt.datetime:
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    return epoch + (t - epoch) // width * width
+
+
+def naive(document: dict[str, Any]) -> dict[str, Any]:
+    """Times as pymongo reads them back: naive UTC."""
+    return {key: value.astimezone(dt.UTC).replace(tzinfo=None) if isinstance(value, dt.datetime) else value
+            for key, value in document.items()}
+
+
+class KnownEvents:
+    """Known records (`known_records`), the documents a correct job writes for them by collection (naive UTC
+    times): the independent recomputation's, and `batches` built from the records it set aside."""
+
+    def __init__(self, end: dt.datetime, span: dt.timedelta) -> None:
+        self.records = known_records(end, span)
+        expected = recompute_for(CONFIG, self.records)
+        assert expected.rejected and expected.late_events and expected.duplicates, "every kind is among them"
+        self.documents = {name: [naive(doc) for doc in docs.values()] for name, docs in expected.collections.items()}
+        self.documents["batches"] = batches_of(self.records, expected)
+
+    @property
+    def totals(self) -> dict[str, Any]:
+        (totals,) = self.documents["totals"]
+        return totals
+
+    @contextlib.contextmanager
+    def stored_in(self, database: Any, replacing: dict[str, list[dict]]) -> Iterator[None]:
+        """The database holds these documents, as the job stores them, instead of `replacing`'s (put back after)."""
+        for name in set(replacing) | set(self.documents):
+            database.drop_collection(name)
+        for name, documents in self.documents.items():
+            if documents:
+                database[name].insert_many([as_stored(name, document) for document in documents])
+        try:
+            yield
+        finally:
+            for name in self.documents:
+                database.drop_collection(name)
+            for name, documents in replacing.items():
+                database[name].insert_many(documents)

@@ -1,17 +1,16 @@
 """The dashboard as a user sees it: headless Chromium logs in, opens it, every chart draws without an error, it
 refreshes itself, and the queries it sends return the numbers in MongoDB, with the filter bar's defaults and with
-other filter values given in the URL. A full-page screenshot goes to .stack/screenshots/dashboard.png; with
-UPDATE_DASHBOARD_SCREENSHOT=1 it also replaces docs/dashboard.png, the one the README shows.
+other filter values given in the URL. A full-page screenshot goes to .stack/screenshots/dashboard.png (the one the
+README shows, docs/dashboard.png, comes from a month of seeded data: tests/superset/dashboard_screenshots.py).
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from stack.browser import BROWSER_WIDTH, CHART_STATES_JS, RENDER_TIMEOUT_S, Browser, all_settled
+from stack.browser import CHART_STATES_JS, RENDER_TIMEOUT_S, Browser, all_settled, fit_window_to_page
 from stack.superset_api import DASHBOARD
 
 from superset_aggregates import View, utcnow
@@ -22,24 +21,12 @@ pytestmark = pytest.mark.superset
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / ".stack" / "screenshots" / "dashboard.png"
-DOCS_SCREENSHOT = ROOT / "docs" / "dashboard.png"
 CHART_COUNT = len(list((ROOT / "superset" / "bundle" / "charts").glob("*.yaml")))
 settled = all_settled(CHART_COUNT)
 
 CHART_DATA_REQUESTS_JS = """
 return performance.getEntriesByType('resource').filter(e => e.name.includes('/api/v1/chart/data')).length;
 """
-
-
-def fit_window_to_page(browser: Browser, attempts: int = 5) -> None:
-    """Grow the window until the whole dashboard fits the viewport (the outer size includes the browser's frame)."""
-    for _ in range(attempts):
-        page, inner, outer = browser.run_js(
-            "return [document.documentElement.scrollHeight, window.innerHeight, window.outerHeight]")
-        if inner >= page:
-            return
-        browser.set_window_size(BROWSER_WIDTH, page + outer - inner)
-    raise AssertionError(f"the window never fitted the page ({page} px high, viewport {inner} px)")
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +47,6 @@ def test_full_page_screenshot_is_saved(dashboard):
     png = dashboard.wait_until_still(timeout=30)
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     SCREENSHOT.write_bytes(png)
-    if os.environ.get("UPDATE_DASHBOARD_SCREENSHOT") == "1":
-        DOCS_SCREENSHOT.write_bytes(png)
     assert png.startswith(b"\x89PNG") and len(png) > 50_000
 
 

@@ -1,6 +1,7 @@
-"""The corrections superset/mongodb_reads.py makes to what pymongosql sends MongoDB (superset/mongodb_sql.py): the
-inner SELECT of a chart query found by its parentheses, and a `$and` of ranges sent as one filter document.
-Service-free; the superset-marked tests check the same through Superset."""
+"""The corrections superset/mongodb_reads.py makes to what pymongosql sends MongoDB and to the table it fills
+(superset/mongodb_sql.py): the inner SELECT of a chart query found by its parentheses, a `$and` of ranges sent as
+one filter document, and each column typed by all its values. Service-free; the superset-marked tests check the same
+through pymongosql (test_mongodb_reads.py) and Superset."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,6 +9,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from bson.decimal128 import Decimal128
+from bson.int64 import Int64
 
 _PATH = Path(__file__).resolve().parents[2] / "superset" / "mongodb_sql.py"
 _spec = importlib.util.spec_from_file_location("mongodb_sql", _PATH)
@@ -74,3 +77,31 @@ def test_nested_ands_merge_too():
 ])
 def test_filters_that_would_change_meaning_when_merged_are_sent_as_they_are(query):
     assert mongodb_sql.merged_filter(query) == query
+
+
+# --- the SQLite table's column types ---------------------------------------------------------------------------------
+
+def test_a_column_of_integers_is_integer_whether_int32_or_int64():
+    assert mongodb_sql.column_types([{"n": Int64(1)}]) == {"n": "INTEGER"}
+    assert mongodb_sql.column_types([{"n": 9}, {"n": Int64(2**40)}, {"n": True}]) == {"n": "INTEGER"}
+
+
+def test_nulls_and_absent_fields_say_nothing_about_a_column():
+    documents = [{"_id": 1, "n": None}, {"_id": 2, "n": Int64(5)}, {"_id": 3}]
+    assert mongodb_sql.column_types(documents) == {"_id": "INTEGER", "n": "INTEGER"}
+    assert mongodb_sql.column_types([{"n": None}, {"n": None}]) == {"n": ""}
+
+
+def test_a_column_of_numbers_with_one_not_an_integer_is_real():
+    assert mongodb_sql.column_types([{"n": 0}, {"n": 19.99}, {"n": Int64(3)}]) == {"n": "REAL"}
+    assert mongodb_sql.column_types([{"n": Decimal128("2.5")}, {"n": 1}]) == {"n": "REAL"}
+
+
+def test_a_column_with_any_other_value_is_text():
+    assert mongodb_sql.column_types([{"t": dt.datetime(2026, 11, 29)}, {"t": None}]) == {"t": "TEXT"}
+    assert mongodb_sql.column_types([{"s": 1}, {"s": "1"}]) == {"s": "TEXT"}
+
+
+def test_a_bson_decimal_goes_into_sqlite_as_a_float_and_anything_else_as_it_is():
+    assert mongodb_sql.sqlite_value(Decimal128("2.5")) == 2.5
+    assert type(mongodb_sql.sqlite_value(Int64(7))) is Int64 and mongodb_sql.sqlite_value("x") == "x"
